@@ -1,0 +1,77 @@
+"""Model configuration: one dataclass names every variant of the depth-routing model family."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+MIXERS = ("residual", "full_attnres", "block_attnres", "denseformer", "hyper")
+
+
+@dataclass
+class ModelConfig:
+    """A decoder-only transformer; `mixer` alone decides how each sublayer's input is formed.
+
+    n_layers counts transformer blocks, each of two sublayers (attention, MLP): L = 2 * n_layers.
+    n_blocks is the number N of Block AttnRes blocks (S = ceil(L / N) sublayers each, rounded up to even so
+    that a block starts at an attention sublayer, except S = 1 which is Full AttnRes).
+    """
+
+    vocab_size: int = 256
+    d_model: int = 64
+    n_layers: int = 8
+    n_heads: int = 4
+    mlp_ratio: int = 4
+    max_seq_len: int = 256
+    mixer: str = "residual"
+    n_blocks: int = 8
+    two_phase: bool = False
+    hyper_streams: int = 4
+    mhc: bool = False
+    sinkhorn_iters: int = 20
+    rope_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        if self.mixer not in MIXERS:
+            raise ValueError(f"unknown mixer {self.mixer!r}; expected one of {MIXERS}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if (self.d_model // self.n_heads) % 2:
+            raise ValueError("the head dimension must be even for rotary position embeddings")
+        if self.n_layers < 1 or self.n_blocks < 1 or self.hyper_streams < 1:
+            raise ValueError("n_layers, n_blocks and hyper_streams must be at least 1")
+
+    @property
+    def n_sublayers(self) -> int:
+        return 2 * self.n_layers
+
+    @property
+    def block_size(self) -> int:
+        """S, sublayers per Block AttnRes block."""
+        size = math.ceil(self.n_sublayers / self.n_blocks)
+        if size > 1 and size % 2:
+            size += 1
+        return size
+
+    @property
+    def block_bounds(self) -> list[tuple[int, int]]:
+        """1-based inclusive (first, last) sublayer of every block; the last block may be short."""
+        size, total = self.block_size, self.n_sublayers
+        return [(start, min(start + size - 1, total)) for start in range(1, total + 1, size)]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+def sublayer_label(index: int) -> str:
+    """Label of sublayer `index` (1-based): attn1, mlp1, attn2, ...; 0 is the embedding."""
+    if index == 0:
+        return "emb"
+    return f"{'attn' if index % 2 else 'mlp'}{(index + 1) // 2}"

@@ -1,0 +1,79 @@
+"""Full Attention Residuals: each sublayer attends over the embedding and every earlier sublayer OUTPUT.
+
+Sources of sublayer l: v_0 = embedding, v_i = f_i(h_i) for i < l. logit_i = w_l . RMSNorm_l(v_i) with one
+learned pseudo-query w_l per sublayer (zero at init, so weights start uniform), no 1/sqrt(d), no bias;
+alpha = softmax over sources; h_l = sum_i alpha_i v_i with raw (unnormalised) values. An extra AttnRes with its
+own query and key norm (index L + 1) mixes all L + 1 sources for the final norm.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig, sublayer_label
+from ..layers import unit_rms
+from ..taps import Tap
+from .base import DepthMixer, weighted_sum
+
+
+class PseudoQueries(nn.Module):
+    """w_l and the gain of each mixer's key RMSNorm, for mixers 1..L+1 (row l - 1 serves sublayer l)."""
+
+    def __init__(self, n_mixers: int, d_model: int):
+        super().__init__()
+        self.queries = nn.Parameter(torch.zeros(n_mixers, d_model))
+        self.key_gains = nn.Parameter(torch.ones(n_mixers, d_model))
+
+    def effective(self) -> torch.Tensor:
+        """w_l * g_l: w_l . (g_l * k_hat) = (w_l * g_l) . k_hat, so a key's unit-RMS form is normalised once."""
+        return self.queries * self.key_gains  # [mixers, d]
+
+    def logits(self, values: torch.Tensor, first: int = 1, queries: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of `values` [batch, tokens, d] for mixers first..L+1 -> [batch, tokens, L + 2 - first]."""
+        queries = self.effective() if queries is None else queries
+        return unit_rms(values) @ queries[first - 1 :].T
+
+
+@dataclass
+class FullState:
+    values: list[torch.Tensor]  # v_0 .. v_{l-1}, each [batch, tokens, d]
+    logits: list[torch.Tensor] = field(default_factory=list)  # logits[i]: v_i against mixers i+1..L+1
+    queries: torch.Tensor | None = None  # w * g [mixers, d], formed once per forward
+
+
+class FullAttnResMixer(DepthMixer):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        total = cfg.n_sublayers
+        self.depth = PseudoQueries(total + 1, cfg.d_model)
+        self.alpha_taps = nn.ModuleList(
+            Tap("alpha", l, [sublayer_label(i) for i in range(l)]) for l in range(1, total + 2)
+        )
+
+    def _add_source(self, state: FullState, value: torch.Tensor) -> None:
+        # Source i feeds mixers i+1..L+1: its logits for all of them come from one matmul, since queries are static.
+        first_consumer = len(state.values) + 1
+        state.values.append(value)
+        state.logits.append(self.depth.logits(value, first_consumer, state.queries))
+
+    def start(self, embedding: torch.Tensor) -> FullState:
+        state = FullState(values=[], queries=self.depth.effective())
+        self._add_source(state, embedding)
+        return state
+
+    def _mix(self, state: FullState, index: int) -> torch.Tensor:
+        # logits[i][..., index - 1 - i] is source i seen by mixer `index`.
+        logits = torch.stack([lg[..., index - 1 - i] for i, lg in enumerate(state.logits)], dim=-1)
+        alpha = self.alpha_taps[index - 1](torch.softmax(logits, dim=-1))  # [batch, tokens, sources]
+        return weighted_sum(alpha, state.values)
+
+    def sublayer_input(self, state: FullState, index: int) -> torch.Tensor:
+        return self._mix(state, index)
+
+    def absorb(self, state: FullState, index: int, output: torch.Tensor) -> None:
+        self._add_source(state, output)
+
+    def finish(self, state: FullState) -> torch.Tensor:
+        return self._mix(state, len(self.alpha_taps))
