@@ -12,6 +12,8 @@ class ModelConfig:
     """A decoder-only transformer; `mixer` alone decides how each sublayer's input is formed.
 
     n_layers counts transformer blocks, each of two sublayers (attention, MLP): L = 2 * n_layers.
+    sinkhorn_iters: Sinkhorn steps for mHC's mixing matrices (20, as mHC uses: columns sum to 1 exactly, rows
+    to within about 1e-2 on strongly skewed logits; raise it for a tighter doubly stochastic projection).
     n_blocks is the number N of Block AttnRes blocks (S = ceil(L / N) sublayers each, rounded up to even so
     that a block starts at an attention sublayer, except S = 1 which is Full AttnRes).
     """

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..taps import Tap
-from .base import DepthMixer, weighted_sum
+from .base import DepthMixer
 from .full_attnres import PseudoQueries
 
 
@@ -35,8 +35,10 @@ class PhaseOne:
 
 @dataclass
 class BlockState:
-    blocks: list[torch.Tensor]  # b_0 .. b_n, completed, each [batch, tokens, d]
-    block_logits: list[torch.Tensor] = field(default_factory=list)  # each [batch, tokens, L + 1]
+    # Completed blocks b_0 .. b_{n-1} and their logits against every mixer, re-stacked once per completed block
+    # so that each sublayer only slices them.
+    blocks: torch.Tensor | None = None  # [batch, tokens, n, d]
+    block_logits: torch.Tensor | None = None  # [batch, tokens, n, L + 1]
     partial: torch.Tensor | None = None  # p [batch, tokens, d]
     queries: torch.Tensor | None = None  # w * g [mixers, d]
     phase_one: PhaseOne | None = None
@@ -65,35 +67,38 @@ class BlockAttnResMixer(DepthMixer):
         self.partial_taps = nn.ModuleList(Tap("partial", l) for l in range(1, total + 1))
 
     def _complete_block(self, state: BlockState, value: torch.Tensor) -> None:
-        state.blocks.append(value)
-        state.block_logits.append(self.depth.logits(value, 1, state.queries))  # [batch, tokens, L + 1]
+        value, logits = value.unsqueeze(-2), self.depth.logits(value, 1, state.queries).unsqueeze(-2)
+        if state.blocks is None:
+            state.blocks, state.block_logits = value, logits
+        else:
+            state.blocks = torch.cat([state.blocks, value], dim=-2)  # [batch, tokens, n + 1, d]
+            state.block_logits = torch.cat([state.block_logits, logits], dim=-2)  # [batch, tokens, n + 1, L + 1]
 
     def start(self, embedding: torch.Tensor) -> BlockState:
-        state = BlockState(blocks=[], queries=self.depth.effective())
+        state = BlockState(queries=self.depth.effective())
         self._complete_block(state, embedding)
         return state
 
     def _block_logits(self, state: BlockState, index: int) -> torch.Tensor:
-        return torch.stack([lg[..., index - 1] for lg in state.block_logits], dim=-1)  # [batch, tokens, n]
+        return state.block_logits[..., index - 1]  # [batch, tokens, n]
 
     def _partial_logit(self, state: BlockState, index: int) -> torch.Tensor:
         return self.depth.logits(state.partial, index, state.queries[: index])  # [batch, tokens, 1]
 
     def _plain(self, state: BlockState, index: int, position: int) -> torch.Tensor:
-        logits, values = self._block_logits(state, index), list(state.blocks)
+        logits = self._block_logits(state, index)
         if position > 0:
             logits = torch.cat([logits, self._partial_logit(state, index)], dim=-1)
-            values.append(state.partial)
         alpha = self.alpha_taps[index - 1](torch.softmax(logits, dim=-1))  # [batch, tokens, sources]
-        return weighted_sum(alpha, values)
+        completed = state.blocks.shape[-2]
+        mixed = (alpha[..., :completed].unsqueeze(-2) @ state.blocks).squeeze(-2)  # [batch, tokens, d]
+        return mixed + alpha[..., completed:] * state.partial if position > 0 else mixed
 
     def _phase_one(self, state: BlockState, first: int, last: int) -> PhaseOne:
-        queries = range(first, last + 1)
-        logits = torch.stack([self._block_logits(state, l) for l in queries], dim=-2)  # [batch, tokens, S, n]
+        logits = state.block_logits[..., first - 1 : last].transpose(-1, -2)  # [batch, tokens, S, n]
         peak = logits.amax(dim=-1, keepdim=True)
         weights = torch.exp(logits - peak)
-        blocks = torch.stack(state.blocks, dim=-2)  # [batch, tokens, n, d]
-        return PhaseOne(logits, peak, weights.sum(dim=-1, keepdim=True), weights @ blocks)
+        return PhaseOne(logits, peak, weights.sum(dim=-1, keepdim=True), weights @ state.blocks)
 
     def _two_phase(self, state: BlockState, index: int, position: int, first: int, last: int) -> torch.Tensor:
         if position == 0:
@@ -131,4 +136,4 @@ class BlockAttnResMixer(DepthMixer):
     def finish(self, state: BlockState) -> torch.Tensor:
         final = len(self.alpha_taps)
         alpha = self.alpha_taps[final - 1](torch.softmax(self._block_logits(state, final), dim=-1))
-        return weighted_sum(alpha, state.blocks)
+        return (alpha.unsqueeze(-2) @ state.blocks).squeeze(-2)  # [batch, tokens, d]

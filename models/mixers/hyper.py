@@ -24,12 +24,15 @@ from .base import DepthMixer
 
 
 def sinkhorn(logits: torch.Tensor, iters: int) -> torch.Tensor:
-    """Doubly stochastic matrix from logits [..., n, n] by alternate row and column normalisation in log space."""
-    log_p = logits
+    """Doubly stochastic matrix from logits [..., n, n]: exp, then alternate row and column normalisation.
+
+    The max is subtracted first, so exp cannot overflow; mixing logits are bounded (static + tanh) in practice.
+    """
+    p = torch.exp(logits - logits.amax(dim=(-1, -2), keepdim=True))
     for _ in range(iters):
-        log_p = log_p - torch.logsumexp(log_p, dim=-1, keepdim=True)
-        log_p = log_p - torch.logsumexp(log_p, dim=-2, keepdim=True)
-    return log_p.exp()
+        p = p / p.sum(dim=-1, keepdim=True)
+        p = p / p.sum(dim=-2, keepdim=True)
+    return p
 
 
 class HyperConnection(nn.Module):
