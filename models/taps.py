@@ -11,7 +11,8 @@ Tap kinds (`Tap.what`):
   "residual" the residual stream x_l after sublayer l (baseline and peers keeping one) [batch, tokens, d_model]
   "partial"  Block AttnRes partial sum p after sublayer l      [batch, tokens, d_model]
   "streams"  Hyper-Connection streams after sublayer l         [batch, tokens, streams, d_model]
-  "mix"      Hyper-Connection stream-mixing matrix             [batch, tokens, streams, streams]
+  "mix"      Hyper-Connection stream-mixing matrix R           [batch, tokens, streams, streams]
+  "post"     Hyper-Connection depth weights of f_l per stream  [batch, tokens, streams]
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-TAP_KINDS = ("alpha", "input", "output", "residual", "partial", "streams", "mix")
+TAP_KINDS = ("alpha", "input", "output", "residual", "partial", "streams", "mix", "post")
 
 
 class Tap(nn.Module):

@@ -86,6 +86,7 @@ class HyperMixer(DepthMixer):
         )
         self.alpha_taps = nn.ModuleList(Tap("alpha", l, labels) for l in range(1, total + 1))
         self.mix_taps = nn.ModuleList(Tap("mix", l) for l in range(1, total + 1))
+        self.post_taps = nn.ModuleList(Tap("post", l) for l in range(1, total + 1))
         self.stream_taps = nn.ModuleList(Tap("streams", l) for l in range(1, total + 1))
 
     def start(self, embedding: torch.Tensor) -> HyperState:
@@ -94,7 +95,7 @@ class HyperMixer(DepthMixer):
     def sublayer_input(self, state: HyperState, index: int) -> torch.Tensor:
         pre, mix, post = self.connections[index - 1](state.streams)
         pre = self.alpha_taps[index - 1](pre)
-        state.pending = (self.mix_taps[index - 1](mix), post)
+        state.pending = (self.mix_taps[index - 1](mix), self.post_taps[index - 1](post))
         return (pre.unsqueeze(-2) @ state.streams).squeeze(-2)  # [batch, tokens, d]
 
     def absorb(self, state: HyperState, index: int, output: torch.Tensor) -> None:
