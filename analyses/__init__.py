@@ -1,0 +1,20 @@
+"""Analyses: pure functions from a recorded run to tidy pandas tables (long format).
+
+    routing_stats(run)            routing per sublayer / source / jump distance / kind   (routing.py)
+    token_table(run, a, b)        per (token, sublayer) drill-down                        (per_token.py)
+    signal_profile(run)           RMS against depth; signal_growth, block_resets          (signal.py)
+    gradient_profile(run)         gradient magnitudes; gradient_uniformity                 (gradients.py)
+    mixing_from_run / _model      effective mixing matrix M and its effective rank         (mixing.py)
+    causal_ablation(model, ...)   loss change when sources are masked                      (causal.py)
+    grouped_sums, estimate, compare   bootstrap CIs and run-vs-run differences (scipy)     (compare.py)
+    analyze(run, baseline), write(analysis, out)   everything `depthscope analyze` writes  (analyze.py)
+    summary_markdown(analysis)    the Markdown summary with the paper's findings           (report.py)
+
+Source geometry (distances in sublayers, or blocks for Block AttnRes) is in sources.py. Inputs are run
+directories, probe.Run objects, or MemoryRun (runs.py) for arrays in memory. Bad input raises AnalysisError.
+"""
+from .errors import AnalysisError
+from .routing import Routing, routing_stats
+from .runs import MemoryRun, as_run
+
+__all__ = ["AnalysisError", "MemoryRun", "Routing", "as_run", "routing_stats"]

@@ -1,0 +1,1 @@
+"""Dashboard: the Dash app and figure builders over a folder of runs."""

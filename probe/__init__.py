@@ -1,0 +1,20 @@
+"""probe/: record depth attention, hidden-state RMS and gradients per token into runs on disk or summaries.
+
+    Probe(model, ...)      context manager attaching hooks to a model's taps (or through an Adapter)
+    RunWriter(path, ...)   streams records into a run directory (manifest.json, Zarr v3, Parquet)
+    open_run(path) -> Run  reads a run back lazily (the on-disk format is in SCHEMA.md)
+    Summary                mergeable running statistics (update, merge, all_reduce)
+"""
+from .adapter import Adapter
+from .batch import BatchRecord, MemorySink
+from .errors import ProbeError, RunError
+from .layout import Layout
+from .probe import Probe
+from .reader import Chunk, LazyArray, Run, open_run
+from .store import SCHEMA_VERSION, RunWriter
+from .summary import Summary
+
+__all__ = [
+    "Adapter", "BatchRecord", "Chunk", "LazyArray", "Layout", "MemorySink", "Probe", "ProbeError", "Run",
+    "RunError", "RunWriter", "SCHEMA_VERSION", "Summary", "open_run",
+]
