@@ -1,0 +1,178 @@
+"""Small layout pieces shared by the pages: controls whose values the URL carries, run pickers, the export bar,
+error / not-found / pending panels, and the guard that turns a callback's exceptions into those panels."""
+from __future__ import annotations
+
+import functools
+import traceback
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import parse_qsl, urlencode
+
+from dash import dcc, html
+
+from depthscope.analyses.errors import AnalysisError
+from depthscope.probe import RunError
+
+from .data import FilterError
+from .figures.style import empty_figure
+from .runs import Catalogue, NotFound, Pending
+
+# Query keys kept when moving between pages (the rest belongs to one page's view).
+SHARED_KEYS = ("run", "baseline")
+GRAPH_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1},
+                "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the app: URL path, nav name, layout(cat, params) and register(app, cat)."""
+
+    path: str
+    name: str
+    title: str
+    layout: Callable
+    register: Callable
+
+
+def cid(key: str) -> dict:
+    """Id of a control whose value the URL carries as `key`."""
+    return {"type": "ctl", "key": key}
+
+
+def sid(key: str) -> dict:
+    """Id of a selection store (clicked cell, clicked token) whose data the URL carries as `key`."""
+    return {"type": "sel", "key": key}
+
+
+def parse_search(search: str | None) -> dict:
+    return dict(parse_qsl((search or "").lstrip("?"), keep_blank_values=False))
+
+
+def make_search(params: dict) -> str:
+    clean = {k: v for k, v in params.items() if v not in (None, "", [], False)}
+    return ("?" + urlencode(clean)) if clean else ""
+
+
+def shared_search(params: dict) -> str:
+    return make_search({k: params.get(k) for k in SHARED_KEYS})
+
+
+def control(label: str, component, width: str | None = None) -> html.Div:
+    return html.Div([html.Label(label, className="ctl-label"), component], className="ctl",
+                    style={"width": width} if width else None)
+
+
+def run_options(cat: Catalogue, include_empty: bool = True) -> list[dict]:
+    options = [{"label": "—", "value": ""}] if include_empty else []
+    for info in cat.list():
+        if info.ok:
+            options.append({"label": f"{info.id}  ·  {info.kind}", "value": info.id})
+    return options
+
+
+def run_pickers(cat: Catalogue, params: dict, baseline: bool = True, others: bool = False,
+                other_key: str | None = None) -> list:
+    options = run_options(cat)
+    known = {o["value"] for o in options}
+    for key in ("run", "baseline", other_key):
+        value = params.get(key) if key else None
+        if value and value not in known:  # keep an unknown id so that the view says "not found"
+            options.append({"label": f"{value} (not found)", "value": value})
+            known.add(value)
+    out = [control("Run", dcc.Dropdown(id=cid("run"), options=options, value=params.get("run") or "",
+                                       clearable=False), "320px")]
+    if other_key:
+        out.append(control("Compare with", dcc.Dropdown(id=cid(other_key), options=options,
+                                                        value=params.get(other_key) or params.get("baseline") or "",
+                                                        clearable=False), "320px"))
+    if baseline:
+        out.append(control("Baseline", dcc.Dropdown(id=cid("baseline"), options=options,
+                                                    value=params.get("baseline") or "", clearable=False), "320px"))
+    if others:
+        values = [v for v in str(params.get("others") or "").split(",") if v]
+        out.append(control("Other runs", dcc.Dropdown(id=cid("others"), options=options[1:], value=values, multi=True),
+                           "420px"))
+    return out
+
+
+def export_bar(page: str, figures: list[tuple[str, str]]) -> html.Div:
+    """Figure / format / style pickers and a download button (the app's side of `depthscope export`)."""
+    return html.Div([
+        html.Span("Export", className="ctl-label", style={"marginRight": "8px"}),
+        dcc.Dropdown(id=f"{page}-exp-figure", options=[{"label": n, "value": v} for v, n in figures],
+                     value=figures[0][0], clearable=False, style={"width": "230px"}),
+        dcc.Dropdown(id=f"{page}-exp-format", options=["svg", "pdf", "png"], value="svg", clearable=False,
+                     style={"width": "90px"}),
+        dcc.Dropdown(id=f"{page}-exp-style", options=[{"label": "single column", "value": "single"},
+                                                      {"label": "double column", "value": "double"}],
+                     value="single", clearable=False, style={"width": "150px"}),
+        html.Button("Download", id=f"{page}-exp-btn", className="button"),
+        html.Span(id=f"{page}-exp-msg", className="note"),
+        dcc.Download(id=f"{page}-download"),
+    ], className="export-bar")
+
+
+def message(text: str, kind: str = "note") -> html.Div:
+    """kind: note | error | notfound | pending."""
+    return html.Div(text, className=f"panel panel-{kind}", role="status" if kind == "pending" else None)
+
+
+def guard(n_figures: int, title: str = "") -> Callable:
+    """Wrap a page callback returning (*figures, message, poll_disabled): exceptions become panels.
+
+    NotFound -> a plain not-found message; RunError -> an error panel naming the file; Pending -> a progress
+    message and polling on; FilterError -> the message under the controls. The server keeps serving."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except NotFound as err:
+                return (*[empty_figure("Run not found.", title)] * n_figures, message(str(err), "notfound"), True)
+            except Pending as err:
+                return (*[empty_figure("Computing…", title)] * n_figures, message(str(err), "pending"), False)
+            except (RunError, FilterError, AnalysisError) as err:
+                kind = "error" if isinstance(err, RunError) else "note"
+                return (*[empty_figure(str(err), title)] * n_figures, message(str(err), kind), True)
+            except Exception as err:  # a bug in one view must not take the page down
+                traceback.print_exc()
+                text = f"Could not draw this view: {type(err).__name__}: {err}"
+                return (*[empty_figure(text, title)] * n_figures, message(text, "error"), True)
+
+        return inner
+
+    return wrap
+
+
+def params_from(id_lists, values_lists) -> dict:
+    """View parameters from the ALL-pattern states of the ctl/sel components (dash.ctx.states_list)."""
+    params = {}
+    for ids, values in zip(id_lists, values_lists):
+        for item, value in zip(ids, values):
+            params[item["id"]["key"]] = ",".join(map(str, value)) if isinstance(value, list) else value
+    return params
+
+
+def register_export(app, cat: Catalogue, page: str) -> None:
+    """Download button of `page`: draws the chosen figure of the current view via dashboard.export."""
+    import dash
+    from dash import ALL, Input, Output, State
+
+    @app.callback(Output(f"{page}-download", "data"), Output(f"{page}-exp-msg", "children"),
+                  Input(f"{page}-exp-btn", "n_clicks"), State(f"{page}-exp-figure", "value"),
+                  State(f"{page}-exp-format", "value"), State(f"{page}-exp-style", "value"),
+                  State({"type": "ctl", "key": ALL}, "value"), State({"type": "sel", "key": ALL}, "data"),
+                  prevent_initial_call=True)
+    def download(n_clicks, figure, fmt, style, values, selections):
+        from .export import render
+
+        states = dash.ctx.states_list
+        params = params_from([states[3], states[4]], [values, selections])
+        try:
+            result = render(cat, figure, params, fmt, style)
+        except Pending as err:
+            return dash.no_update, str(err)
+        except Exception as err:
+            return dash.no_update, f"export failed: {err}"
+        return dcc.send_bytes(result.data, result.name), f"{result.name} ({len(result.data):,} bytes)"

@@ -1,0 +1,715 @@
+"""Dashboard-side data: what the app aggregates over a run so that every callback answers quickly.
+
+This module holds NO research statistic of its own (those live in depthscope.analyses). It holds the
+dashboard's *serving* aggregates:
+
+- one streaming pass over a run's chunks (in a background thread for large runs) keeps per-chunk, per-document
+  and per-token-id partial sums of the depth-attention weights alpha [tokens, slots, sources], per-cell
+  histograms and top tokens, per-slot log-RMS histograms (percentile bands), and top-source counts;
+- filtered token-averaged weight matrices (token range / document / token-text regular expression) are
+  answered from those partial sums exactly where they can be, and otherwise from a bounded read of the run
+  (exact when the selected span is small, else an even sample of chunks, flagged `sampled` and said in the UI);
+- windows of per-token statistics for the Tokens page (computed by depthscope.analyses' routing kernel on
+  the window only).
+
+Shapes: alpha chunks are [tokens, slots, sources]; flattened cells are [tokens, slots * sources].
+Nothing here writes into a run.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from depthscope.probe import Run, RunError
+
+RMS_NAMES = ("input_rms", "output_rms", "residual_rms", "grad_rms")
+RMS_LO, RMS_HI, RMS_BINS = -6.0, 6.0, 1200  # log10 bins of 0.01 dex (percentiles within ~2.3 %)
+CELL_BINS = 40
+TOP_K = 12
+MAX_VOCAB_SUMS = 4096  # per-token-id partial sums only for vocabularies up to this size (byte level: 256)
+MAX_MEMORY_TOKENS = 20_000_000  # token / document / position ids kept in memory up to this many tokens
+MAX_DOC_SUMS = 4096  # per-document partial sums for up to this many documents (others: bounded reads)
+READ_BUDGET = 8_192  # most tokens a filtered query reads from disk per callback (else: sampled)
+WINDOW_MAX = 4096  # longest token window of the Tokens page
+TOKEN_STATS = ("long_range", "embedding", "norm_entropy", "locality", "eff_sources")  # analyses' per-token names
+
+
+def token_label(token: int) -> str:
+    """What a (byte-level) token looks like in the UI and what the regex filter matches against."""
+    if token < 0:
+        return ""
+    if token < 128:
+        char = chr(token)
+        if char.isprintable():
+            return char
+        return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char, f"<{token:02x}>")
+    return f"<{token:02x}>" if token < 256 else f"<{token}>"
+
+
+def column_labels(source_labels: list[list[str]]) -> list[str]:
+    """Columns of a sublayer x source matrix: the longest row's labels, then any others in order of appearance.
+
+    Full AttnRes: emb, attn1, mlp1, ...; Block AttnRes: emb, block1, ..., partial; Hyper: stream1..n.
+    """
+    rows = [r for r in source_labels if r]
+    if not rows:
+        return []
+    columns = list(max(rows, key=len))
+    for row in rows:
+        for label in row:
+            if label not in columns:
+                columns.append(label)
+    return columns
+
+
+@dataclass
+class Filter:
+    """Tokens a routing view averages over: [start, stop) and/or one document and/or a token-text regex."""
+
+    start: int | None = None
+    stop: int | None = None
+    document: int | None = None
+    regex: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.start is None and self.stop is None and self.document is None and not self.regex
+
+    def describe(self) -> str:
+        parts = []
+        if self.start is not None or self.stop is not None:
+            parts.append(f"tokens {self.start or 0}..{'' if self.stop is None else self.stop}")
+        if self.document is not None:
+            parts.append(f"document {self.document}")
+        if self.regex:
+            parts.append(f"text ~ /{self.regex}/")
+        return ", ".join(parts) or "all tokens"
+
+
+class FilterError(ValueError):
+    """A filter the user typed cannot be applied (bad regex, empty range)."""
+
+
+@dataclass
+class RoutingResult:
+    """A token-averaged weight matrix as a tidy frame, and how it was obtained."""
+
+    frame: pd.DataFrame  # slot, sublayer, label, source_index, source, mean, std, count
+    tokens: int  # tokens averaged over
+    sampled: bool = False
+    note: str = ""
+
+
+@dataclass
+class CellResult:
+    """One weight (slot, source) over tokens: histogram and the tokens with the largest weight."""
+
+    edges: np.ndarray  # [bins + 1]
+    counts: np.ndarray  # [bins]
+    top: pd.DataFrame  # index, char, document, position, weight
+    tokens: int
+    sampled: bool = False
+    note: str = ""
+
+
+@dataclass
+class Aggregates:
+    """Partial sums of one run (see the module docstring). Arrays over flattened cells [slots * sources]."""
+
+    n_slots: int
+    max_sources: int
+    n_tokens: int = 0
+    chunk_starts: list[int] = field(default_factory=list)
+    chunk_stops: list[int] = field(default_factory=list)
+    chunk_sum: list[np.ndarray] = field(default_factory=list)  # per chunk [cells] float64
+    chunk_sumsq: list[np.ndarray] = field(default_factory=list)
+    token_sum: np.ndarray | None = None  # [vocab, cells]
+    token_count: np.ndarray | None = None  # [vocab]
+    doc_index: dict[int, int] = field(default_factory=dict)
+    doc_sum: list[np.ndarray] = field(default_factory=list)  # per document [cells]
+    doc_count: list[int] = field(default_factory=list)
+    doc_span: dict[int, list[int]] = field(default_factory=dict)  # document -> [first token, last token + 1, count]
+    hist_range: tuple[float, float] = (0.0, 1.0)
+    cell_hist: np.ndarray | None = None  # [cells, CELL_BINS]
+    top_value: np.ndarray | None = None  # [K, cells]
+    top_index: np.ndarray | None = None  # [K, cells]
+    top_source: np.ndarray | None = None  # [slots, sources] tokens whose largest weight is that source
+    rms_hist: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [slots, RMS_BINS]
+    rms_sum: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [slots]
+    rms_count: dict[str, np.ndarray] = field(default_factory=dict)
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    seconds: float = 0.0
+
+
+class RunData:
+    """Serving aggregates of one opened run, built by `build()` (streaming; progress in `progress`)."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.has_alpha = "alpha" in run.arrays and any(run.source_labels)
+        self.n_slots = len(run.sublayers)
+        self.max_sources = run.max_sources
+        self.valid = run.valid  # [slots, sources]
+        self.columns = column_labels(run.source_labels)
+        self.progress = 0.0
+        self.ready = threading.Event()
+        self.error: str | None = None
+        self.agg: Aggregates | None = None
+        self._lock = threading.Lock()
+        self.token_ids: np.ndarray | None = None  # [tokens] int32, kept in memory by the aggregation pass
+        self.doc_ids: np.ndarray | None = None  # [tokens] int64
+        self.positions: np.ndarray | None = None  # [tokens] int64
+
+    # ------------------------------------------------------------------------------------------- build
+
+    def build(self, progress: Callable[[float], None] | None = None) -> "RunData":
+        with self._lock:
+            if self.ready.is_set():
+                return self
+            try:
+                self.agg = self._aggregate()
+            except RunError as err:
+                self.error = str(err)
+            except Exception as err:  # a bad chunk must not take the server down
+                self.error = f"{type(err).__name__}: {err}"
+            finally:
+                self.progress = 1.0
+                self.ready.set()
+        return self
+
+    def _aggregate(self) -> Aggregates:
+        run = self.run
+        started = time.perf_counter()
+        n, s = self.n_slots, self.max_sources
+        cells = n * s
+        agg = Aggregates(n_slots=n, max_sources=s, n_tokens=run.n_tokens)
+        names = [x for x in ("alpha", "token", "document", "loss") + RMS_NAMES if x in run.arrays]
+        vocab = None
+        if "token" in run.arrays:
+            kind = (run.manifest.get("tokenizer") or {}).get("kind")
+            vocab = 256 if kind in (None, "bytes-utf8") else int((run.model.get("config") or {}).get("vocab_size") or 0)
+            if not vocab or vocab > MAX_VOCAB_SUMS:
+                vocab = None
+        alpha = self.has_alpha
+        valid_flat = self.valid.reshape(-1)
+        if alpha:
+            if vocab:
+                agg.token_sum = np.zeros((vocab, cells))
+                agg.token_count = np.zeros(vocab, dtype=np.int64)
+            agg.cell_hist = np.zeros((cells, CELL_BINS), dtype=np.int64)
+            agg.top_source = np.zeros((n, s), dtype=np.int64)
+        total = max(run.n_tokens, 1)
+        keep = run.n_tokens <= MAX_MEMORY_TOKENS
+        ids, docs_all, pos_all = [], [], []
+        for chunk in run.iter_chunks(names + (["position"] if "position" in run.arrays else [])):
+            m = len(chunk)
+            docs = chunk.document if "document" in chunk else np.full(m, -1)
+            if keep:
+                ids.append(chunk.token if "token" in chunk else np.full(m, -1, np.int32))
+                docs_all.append(docs)
+                pos_all.append(chunk.position if "position" in chunk else np.arange(m))
+            self._spans(agg, docs, chunk.start)
+            if alpha:
+                a = chunk.alpha  # [m, slots, sources] float16, NaN beyond each row's sources
+                af = a.astype(np.float32).reshape(m, cells)  # [m, cells]
+                af[:, ~valid_flat] = 0.0  # NaN exactly beyond each row's sources
+                agg.chunk_starts.append(chunk.start)
+                agg.chunk_stops.append(chunk.stop)
+                agg.chunk_sum.append(af.sum(0, dtype=np.float64))
+                agg.chunk_sumsq.append(np.square(af).sum(0, dtype=np.float64))
+                if agg.token_sum is not None:
+                    tok = np.clip(chunk.token.astype(np.int64), 0, agg.token_sum.shape[0] - 1)
+                    onehot = sp.csr_matrix((np.ones(m, np.float32), (tok, np.arange(m))), shape=(agg.token_sum.shape[0], m))
+                    agg.token_sum += onehot @ af
+                    agg.token_count += np.bincount(tok, minlength=agg.token_sum.shape[0])
+                self._doc_sums(agg, docs, af)
+                if not agg.chunk_sum[:-1]:  # first chunk: fix the histogram range
+                    vals = af[:, valid_flat]
+                    lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
+                    agg.hist_range = (min(0.0, np.floor(lo)), max(1.0, np.ceil(hi)))
+                lo, hi = agg.hist_range
+                bins = np.clip(((af - lo) / (hi - lo) * CELL_BINS).astype(np.int64), 0, CELL_BINS - 1)
+                bins += (np.arange(cells) * CELL_BINS)[None, :]
+                agg.cell_hist += np.bincount(bins.ravel(), minlength=cells * CELL_BINS).reshape(cells, CELL_BINS)
+                self._top(agg, af, chunk.start)
+                masked = np.where(self.valid[None], a, -np.inf)  # [m, slots, sources]
+                top = masked.argmax(-1)  # [m, slots]
+                has = self.valid.any(-1)
+                flat = (top + np.arange(n)[None, :] * s)[:, has]
+                agg.top_source += np.bincount(flat.ravel(), minlength=cells).reshape(n, s)
+            for name in RMS_NAMES:
+                if name not in chunk:
+                    continue
+                x = chunk[name]  # [m, slots]
+                ok = np.isfinite(x) & (x > 0)
+                lg = np.log10(np.where(ok, x, 1.0))
+                b = np.clip(((lg - RMS_LO) / (RMS_HI - RMS_LO) * RMS_BINS).astype(np.int64), 0, RMS_BINS - 1)
+                b = b + (np.arange(n) * RMS_BINS)[None, :]
+                hist = np.bincount(b[ok], minlength=n * RMS_BINS).reshape(n, RMS_BINS)
+                if name not in agg.rms_hist:
+                    agg.rms_hist[name] = np.zeros((n, RMS_BINS), dtype=np.int64)
+                    agg.rms_sum[name] = np.zeros(n)
+                    agg.rms_count[name] = np.zeros(n, dtype=np.int64)
+                agg.rms_hist[name] += hist
+                agg.rms_sum[name] += np.where(ok, x, 0).sum(0, dtype=np.float64)
+                agg.rms_count[name] += ok.sum(0)
+            if "loss" in chunk:
+                finite = np.isfinite(chunk.loss)
+                agg.loss_sum += float(chunk.loss[finite].sum(dtype=np.float64))
+                agg.loss_count += int(finite.sum())
+            self.progress = min(chunk.stop / total, 0.999)
+        if keep:
+            self.token_ids = np.concatenate(ids) if ids else np.zeros(0, np.int32)
+            self.doc_ids = np.concatenate(docs_all) if docs_all else np.zeros(0, np.int64)
+            self.positions = np.concatenate(pos_all) if pos_all else np.zeros(0, np.int64)
+        agg.seconds = time.perf_counter() - started
+        return agg
+
+    @staticmethod
+    def _spans(agg: Aggregates, docs: np.ndarray, start: int) -> None:
+        if not len(docs):
+            return
+        change = np.nonzero(np.diff(docs))[0] + 1
+        bounds = np.concatenate([[0], change, [len(docs)]])
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            d = int(docs[a])
+            span = agg.doc_span.get(d)
+            if span is None:
+                agg.doc_span[d] = [start + int(a), start + int(b), int(b - a)]
+            else:
+                span[0] = min(span[0], start + int(a))
+                span[1] = max(span[1], start + int(b))
+                span[2] += int(b - a)
+
+    @staticmethod
+    def _doc_sums(agg: Aggregates, docs: np.ndarray, af: np.ndarray) -> None:
+        uniq, inverse = np.unique(docs, return_inverse=True)
+        rows = []
+        for d in uniq.tolist():
+            if d not in agg.doc_index:
+                if len(agg.doc_index) >= MAX_DOC_SUMS:
+                    rows.append(-1)
+                    continue
+                agg.doc_index[d] = len(agg.doc_sum)
+                agg.doc_sum.append(np.zeros(af.shape[1]))
+                agg.doc_count.append(0)
+            rows.append(agg.doc_index[d])
+        m = len(docs)
+        onehot = sp.csr_matrix((np.ones(m, np.float32), (inverse, np.arange(m))), shape=(len(uniq), m))
+        sums = onehot @ af  # [docs in chunk, cells]
+        counts = np.bincount(inverse, minlength=len(uniq))
+        for i, row in enumerate(rows):
+            if row >= 0:
+                agg.doc_sum[row] += sums[i]
+                agg.doc_count[row] += int(counts[i])
+
+    @staticmethod
+    def _top(agg: Aggregates, af: np.ndarray, start: int) -> None:
+        m = af.shape[0]
+        k = min(TOP_K, m)
+        part = np.argpartition(af, m - k, axis=0)[m - k:]  # [k, cells]
+        values = np.take_along_axis(af, part, 0)
+        index = part.astype(np.int64) + start
+        if agg.top_value is not None:
+            values = np.concatenate([agg.top_value, values])
+            index = np.concatenate([agg.top_index, index])
+            k = min(TOP_K, values.shape[0])
+            keep = np.argpartition(values, values.shape[0] - k, axis=0)[values.shape[0] - k:]
+            values = np.take_along_axis(values, keep, 0)
+            index = np.take_along_axis(index, keep, 0)
+        agg.top_value, agg.top_index = values, index
+
+    def ids(self, name: str, start: int, stop: int) -> np.ndarray:
+        """token / document / position of tokens [start, stop) (from memory when the pass kept them)."""
+        held = {"token": self.token_ids, "document": self.doc_ids, "position": self.positions}[name]
+        if held is not None:
+            return held[start:stop]
+        return self.run.arrays[name].read(start, stop)
+
+    def take(self, name: str, index: np.ndarray) -> np.ndarray:
+        held = {"token": self.token_ids, "document": self.doc_ids, "position": self.positions}[name]
+        if held is not None:
+            return held[index]
+        return self.run.arrays[name][index]
+
+    def require(self) -> Aggregates:
+        """The aggregates, building them now if no background thread did; RunError if the build failed."""
+        if not self.ready.is_set():
+            self.build()
+        if self.error:
+            raise RunError(self.run.path, self.error)
+        return self.agg  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------------------------------- tables
+
+    def _frame(self, mean: np.ndarray, std: np.ndarray | None, count: np.ndarray | int) -> pd.DataFrame:
+        """Tidy sublayer x source frame from [slots, sources] arrays (valid cells only)."""
+        run = self.run
+        slot, src = np.nonzero(self.valid)
+        counts = np.broadcast_to(np.asarray(count), self.valid.shape) if np.ndim(count) == 0 else count
+        return pd.DataFrame({
+            "slot": slot,
+            "sublayer": np.asarray(run.sublayers)[slot],
+            "label": np.asarray(run.sublayer_labels, dtype=object)[slot],
+            "source_index": src,
+            "source": [run.source_labels[i][j] for i, j in zip(slot, src)],
+            "mean": mean[slot, src],
+            "std": np.nan if std is None else std[slot, src],
+            "count": np.asarray(counts)[slot, src].astype(np.int64),
+        })
+
+    def _from_sums(self, total: np.ndarray, sumsq: np.ndarray | None, count: int) -> pd.DataFrame:
+        shape = (self.n_slots, self.max_sources)
+        c = max(count, 1)
+        mean = (total / c).reshape(shape)
+        std = None if sumsq is None else np.sqrt(np.maximum(sumsq.reshape(shape) / c - mean ** 2, 0))
+        if count == 0:
+            mean = np.full(shape, np.nan)
+        return self._frame(mean, std, count)
+
+    def routing(self, flt: Filter | None = None) -> RoutingResult:
+        """Token-averaged weight matrix (mean and std over tokens) for the tokens `flt` selects."""
+        agg = self.require()
+        flt = flt or Filter()
+        regex = self._compile(flt.regex)
+        if not agg.chunk_sum:
+            return RoutingResult(self._from_sums(np.zeros(self.n_slots * self.max_sources), None, 0), 0)
+        start, stop = self._bounds(flt)
+        full_range = start == 0 and stop == agg.n_tokens
+        if flt.document is None and regex is None:
+            if full_range:
+                return RoutingResult(self._from_sums(sum(agg.chunk_sum), sum(agg.chunk_sumsq), agg.n_tokens), agg.n_tokens)
+            return self._range_exact(agg, start, stop)
+        if regex is not None and flt.document is None and full_range and agg.token_sum is not None:
+            ids = self._matching_ids(regex, agg.token_sum.shape[0])
+            count = int(agg.token_count[ids].sum())
+            return RoutingResult(self._from_sums(agg.token_sum[ids].sum(0), None, count), count,
+                                 note="std not kept per token text (mean and count exact)")
+        if flt.document is not None and regex is None and (start, stop) == (0, agg.n_tokens) \
+                and flt.document in agg.doc_index:
+            i = agg.doc_index[flt.document]
+            count = agg.doc_count[i]
+            return RoutingResult(self._from_sums(agg.doc_sum[i], None, count), count)
+        return self._read_filtered(agg, flt, regex, start, stop)
+
+    def _bounds(self, flt: Filter) -> tuple[int, int]:
+        n = self.run.n_tokens
+        start = 0 if flt.start is None else max(0, int(flt.start))
+        stop = n if flt.stop is None else min(n, int(flt.stop))
+        if flt.document is not None:
+            span = (self.agg.doc_span if self.agg else {}).get(int(flt.document))
+            if span is None:
+                raise FilterError(f"no document {flt.document} in this run")
+            start, stop = max(start, span[0]), min(stop, span[1])
+        if stop <= start:
+            raise FilterError(f"no tokens in the range {start}..{stop}")
+        return start, stop
+
+    @staticmethod
+    def _compile(regex: str | None):
+        if not regex:
+            return None
+        try:
+            return re.compile(regex)
+        except re.error as err:
+            raise FilterError(f"bad regular expression /{regex}/: {err}") from None
+
+    @staticmethod
+    def _matching_ids(regex, vocab: int) -> np.ndarray:
+        return np.array([t for t in range(vocab) if regex.search(token_label(t))], dtype=np.int64)
+
+    def _range_exact(self, agg: Aggregates, start: int, stop: int) -> RoutingResult:
+        """Whole chunks from the partial sums, the (at most two) edge chunks read from disk: exact."""
+        total = np.zeros(self.n_slots * self.max_sources)
+        sumsq = np.zeros_like(total)
+        count = 0
+        for a, b, s1, s2 in zip(agg.chunk_starts, agg.chunk_stops, agg.chunk_sum, agg.chunk_sumsq):
+            lo, hi = max(a, start), min(b, stop)
+            if lo >= hi:
+                continue
+            if lo == a and hi == b:
+                total += s1
+                sumsq += s2
+            else:
+                af = self._read_cells(lo, hi)
+                total += af.sum(0, dtype=np.float64)
+                sumsq += np.square(af).sum(0, dtype=np.float64)
+            count += hi - lo
+        return RoutingResult(self._from_sums(total, sumsq, count), count)
+
+    def _read_cells(self, start: int, stop: int) -> np.ndarray:
+        a = self.run.alpha.read(start, stop)  # [tokens, slots, sources]
+        af = a.astype(np.float32).reshape(len(a), -1)  # [tokens, cells]
+        af[:, ~self.valid.reshape(-1)] = 0.0
+        return af
+
+    def _plan_reads(self, start: int, stop: int) -> tuple[list[tuple[int, int]], bool]:
+        """Token spans to read for [start, stop): all of it within READ_BUDGET, else evenly spaced chunks."""
+        if stop - start <= READ_BUDGET:
+            return [(start, stop)], False
+        size = self.run.chunk_tokens
+        first, last = start // size, (stop - 1) // size
+        chunks = np.arange(first, last + 1)
+        want = max(1, READ_BUDGET // size)
+        pick = chunks[np.linspace(0, len(chunks) - 1, min(want, len(chunks))).round().astype(int)]
+        spans = [(max(start, int(c) * size), min(stop, (int(c) + 1) * size)) for c in np.unique(pick)]
+        if sum(b - a for a, b in spans) > READ_BUDGET:  # tiny chunks: fall back to one bounded block per pick
+            spans = spans[: max(1, READ_BUDGET // max(size, 1))]
+        return spans, True
+
+    def _select(self, agg: Aggregates, flt: Filter, regex, start: int, stop: int):
+        """(cells [tokens, cells], token index [tokens]) of the selected tokens in the planned spans."""
+        spans, sampled = self._plan_reads(start, stop)
+        ids = None if regex is None else set(self._matching_ids(regex, 256 if agg.token_sum is None else agg.token_sum.shape[0]).tolist())
+        parts, index = [], []
+        for a, b in spans:
+            af = self._read_cells(a, b)
+            keep = np.ones(b - a, dtype=bool)
+            if flt.document is not None:
+                keep &= self.ids("document", a, b) == int(flt.document)
+            if regex is not None:
+                tok = self.ids("token", a, b)
+                if ids is not None and agg.token_sum is not None:
+                    keep &= np.isin(tok, list(ids))
+                else:
+                    keep &= np.array([bool(regex.search(token_label(int(t)))) for t in tok])
+            parts.append(af[keep])
+            index.append(np.arange(a, b)[keep])
+        cells = np.concatenate(parts) if parts else np.zeros((0, self.n_slots * self.max_sources), np.float32)
+        idx = np.concatenate(index) if index else np.zeros(0, np.int64)
+        read = sum(b - a for a, b in spans)
+        note = f"sampled: {read:,} of {stop - start:,} tokens in range read ({len(spans)} chunks evenly spaced)" if sampled else ""
+        return cells, idx, sampled, note
+
+    def _read_filtered(self, agg: Aggregates, flt: Filter, regex, start: int, stop: int) -> RoutingResult:
+        cells, _, sampled, note = self._select(agg, flt, regex, start, stop)
+        count = len(cells)
+        frame = self._from_sums(cells.sum(0, dtype=np.float64), np.square(cells).sum(0, dtype=np.float64), count)
+        return RoutingResult(frame, count, sampled, note)
+
+    def cell(self, slot: int, source: int, flt: Filter | None = None) -> CellResult:
+        """Distribution over tokens of weight alpha[slot, source], and the tokens with the largest weight."""
+        agg = self.require()
+        flt = flt or Filter()
+        if not (0 <= slot < self.n_slots and 0 <= source < self.max_sources and self.valid[slot, source]):
+            raise FilterError(f"no source {source} at sublayer-axis position {slot}")
+        c = slot * self.max_sources + source
+        lo, hi = agg.hist_range
+        edges = np.linspace(lo, hi, CELL_BINS + 1)
+        if flt.empty:
+            order = np.argsort(-agg.top_value[:, c])
+            index, weight = agg.top_index[order, c], agg.top_value[order, c]
+            return CellResult(edges, agg.cell_hist[c].copy(), self._top_frame(index, weight), agg.n_tokens)
+        regex = self._compile(flt.regex)
+        start, stop = self._bounds(flt)
+        cells, idx, sampled, note = self._select(agg, flt, regex, start, stop)
+        values = cells[:, c]
+        counts, _ = np.histogram(np.clip(values, lo, hi), bins=edges)
+        order = np.argsort(-values)[:TOP_K]
+        return CellResult(edges, counts, self._top_frame(idx[order], values[order]), len(values), sampled, note)
+
+    def _top_frame(self, index: np.ndarray, weight: np.ndarray) -> pd.DataFrame:
+        frame = pd.DataFrame({"index": index.astype(np.int64), "weight": weight.astype(float)})
+        if len(frame) and "token" in self.run.arrays:
+            tok = self.take("token", frame["index"].to_numpy())
+            frame["char"] = [token_label(int(t)) for t in tok]
+            frame["context"] = [self.context(int(i)) for i in frame["index"]]
+        if len(frame) and "document" in self.run.arrays:
+            frame["document"] = self.take("document", frame["index"].to_numpy())
+        if len(frame) and "position" in self.run.arrays:
+            frame["position"] = self.take("position", frame["index"].to_numpy())
+        return frame
+
+    def context(self, index: int, before: int = 12, after: int = 4) -> str:
+        """A few characters around token `index`, the token itself in [brackets]."""
+        if "token" not in self.run.arrays:
+            return ""
+        a, b = max(0, index - before), min(self.run.n_tokens, index + after + 1)
+        tok = self.ids("token", a, b)
+        text = [token_label(int(t)) for t in tok]
+        text[index - a] = f"[{text[index - a]}]"
+        return "".join(text)
+
+    # ------------------------------------------------------------------------------------------- signal
+
+    def rms_profile(self, name: str, percentiles=(5, 25, 50, 75, 95)) -> pd.DataFrame:
+        """Per slot: mean and percentiles over tokens of one RMS quantity (percentiles from 0.01-dex bins)."""
+        agg = self.require()
+        run = self.run
+        if name not in agg.rms_hist:
+            return pd.DataFrame(columns=["slot", "sublayer", "label", "quantity", "mean", "count",
+                                         *[f"p{p}" for p in percentiles]])
+        hist = agg.rms_hist[name]
+        cum = np.cumsum(hist, axis=1)
+        rows = {"slot": np.arange(self.n_slots), "sublayer": run.sublayers, "label": run.sublayer_labels,
+                "quantity": name, "mean": agg.rms_sum[name] / np.maximum(agg.rms_count[name], 1),
+                "count": agg.rms_count[name]}
+        width = (RMS_HI - RMS_LO) / RMS_BINS
+        for p in percentiles:
+            values = []
+            for i in range(self.n_slots):
+                total = cum[i, -1]
+                if total == 0:
+                    values.append(np.nan)
+                    continue
+                target = p / 100 * total
+                b = int(np.searchsorted(cum[i], target))
+                b = min(b, RMS_BINS - 1)
+                prev = cum[i, b - 1] if b else 0
+                frac = (target - prev) / max(hist[i, b], 1)
+                values.append(10 ** (RMS_LO + (b + frac) * width))
+            rows[f"p{p}"] = values
+        frame = pd.DataFrame(rows)
+        frame.loc[frame["count"] == 0, "mean"] = np.nan
+        return frame
+
+    # ------------------------------------------------------------------------------------------- tokens
+
+    def _kernel(self, k: float | None):
+        """analyses' per-token routing kernel for this run (shares, locality, long-range, entropy, ...)."""
+        from depthscope.analyses.routing import RoutingKernel, is_signed
+        from depthscope.analyses.sources import run_geometry
+
+        key = ("kernel", k)
+        cached = getattr(self, "_kernels", {}).get(key)
+        if cached is None:
+            cached = RoutingKernel(run_geometry(self.run), k, is_signed(self.run), str(self.run.path))
+            self.__dict__.setdefault("_kernels", {})[key] = cached
+        return cached
+
+    def _token_stats(self, start: int, stop: int, k: float | None) -> dict[str, np.ndarray]:
+        """Per-token statistics [tokens, slots] of [start, stop), computed by depthscope.analyses."""
+        kern = self._kernel(k)
+        alpha = self.run.alpha.read(start, stop)  # [tokens, slots, sources]
+        if hasattr(kern, "prepare"):  # analyses' kernel API (it is still settling): magnitudes, then stats
+            stats = kern.token_stats(kern.prepare(alpha), start)
+        else:
+            stats = kern.token_stats(kern.shares(alpha, start)[0])
+        routed = kern.routed.numpy()
+        out = {}
+        for name in TOKEN_STATS:
+            v = stats[name].numpy().astype(np.float64)
+            v[:, ~routed] = np.nan
+            out[name] = v
+        return out
+
+    def token_window(self, start: int, stop: int, slot: int, k: float | None = None) -> pd.DataFrame:
+        """Per token of [start, stop) (at most WINDOW_MAX): index, char, document, position, loss and, at `slot`,
+        the per-token routing statistics of depthscope.analyses (locality, long_range, embedding,
+        norm_entropy, eff_sources)."""
+        run = self.run
+        start = max(0, int(start))
+        stop = min(run.n_tokens, int(stop), start + WINDOW_MAX)
+        frame = run.tokens_frame(start, stop)
+        if "token" in frame:
+            frame["char"] = [token_label(int(t)) for t in frame["token"]]
+        if self.has_alpha and 0 <= slot < self.n_slots and stop > start:
+            for name, v in self._token_stats(start, stop, k).items():
+                frame[name] = v[:, slot]
+        return frame
+
+    def stat_matrix(self, start: int, stop: int, stat: str, k: float | None = None
+                    ) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """Token x slot matrix of a per-token statistic over a window: (values [tokens, slots], slot labels,
+        token index). stat: one of TOKEN_STATS (from depthscope.analyses) or an RMS quantity."""
+        run = self.run
+        start = max(0, int(start))
+        stop = min(run.n_tokens, int(stop), start + WINDOW_MAX)
+        index = np.arange(start, stop)
+        if stat in RMS_NAMES:
+            if stat not in run.arrays:
+                raise FilterError(f"this run did not record {stat}")
+            return run.arrays[stat].read(start, stop).astype(np.float64), run.sublayer_labels, index
+        if stat not in TOKEN_STATS:
+            raise FilterError(f"unknown statistic {stat!r}")
+        return self._token_stats(start, stop, k)[stat], run.sublayer_labels, index
+
+    def token_matrix(self, index: int) -> pd.DataFrame:
+        """Sublayer x source weights of one token (tidy, like `routing`)."""
+        a = self.run.alpha[int(index)].astype(np.float64)  # [slots, sources]
+        return self._frame(a, None, 1)
+
+    def token_norms(self, index: int) -> pd.DataFrame:
+        """Per slot RMS quantities of one token: slot, sublayer, label, quantity, value."""
+        rows = []
+        for name in RMS_NAMES:
+            if name in self.run.arrays:
+                x = self.run.arrays[name][int(index)]
+                for i, v in enumerate(x):
+                    rows.append((i, self.run.sublayers[i], self.run.sublayer_labels[i], name, float(v)))
+        return pd.DataFrame(rows, columns=["slot", "sublayer", "label", "quantity", "value"])
+
+    def documents(self) -> pd.DataFrame:
+        agg = self.require()
+        rows = [(d, s[0], s[1], s[2]) for d, s in sorted(agg.doc_span.items())]
+        return pd.DataFrame(rows, columns=["document", "start", "stop", "tokens"])
+
+
+class SummaryData:
+    """Serving data of a summary-only run (no per-token arrays): means and variances from its summaries."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.frames = run.summary or {}
+        self.columns = column_labels(run.source_labels)
+        self.has_alpha = "alpha" in self.frames and len(self.frames["alpha"]) > 0
+        self.progress = 1.0
+        self.error = None
+        self.ready = threading.Event()
+        self.ready.set()
+
+    def routing(self, flt: Filter | None = None) -> RoutingResult:
+        if flt is not None and not flt.empty:
+            raise FilterError("this run kept summaries only (no per-token arrays): filters are not available")
+        alpha = self.frames["alpha"]
+        slot = alpha["sublayer"].map({s: i for i, s in enumerate(self.run.sublayers)})
+        frame = pd.DataFrame({"slot": slot, "sublayer": alpha["sublayer"], "label": alpha["label"],
+                              "source_index": alpha["source_index"], "source": alpha["source"],
+                              "mean": alpha["mean"], "std": np.sqrt(alpha["var"]), "count": alpha["count"]})
+        tokens = int(self.frames["info"]["tokens"].iloc[0]) if "info" in self.frames else 0
+        return RoutingResult(frame, tokens, note="from the run's running summaries")
+
+    def rms_profile(self, name: str, percentiles=(5, 25, 50, 75, 95)) -> pd.DataFrame:
+        norms = self.frames.get("norms")
+        if norms is None:
+            return pd.DataFrame()
+        part = norms[norms["quantity"] == name]
+        slot = part["sublayer"].map({s: i for i, s in enumerate(self.run.sublayers)})
+        frame = pd.DataFrame({"slot": slot, "sublayer": part["sublayer"], "label": part["label"], "quantity": name,
+                              "mean": part["mean"], "count": part["count"]})
+        for p in percentiles:
+            frame[f"p{p}"] = np.nan  # a summary keeps moments, not quantiles
+        return frame.reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------- small helpers
+
+
+def difference_frame(a: pd.DataFrame, b: pd.DataFrame, value: str = "mean") -> pd.DataFrame:
+    """a - b of two tidy sublayer x source frames, matched by (consuming sublayer label, source label); rows
+    present in only one run are dropped. Keeps a's slot / source_index (for clicks) and both counts."""
+    keys = ["label", "source"]
+    merged = a.merge(b[keys + [value, "count"]], on=keys, how="inner", suffixes=("", "_b"))
+    merged[value] = merged[value] - merged[value + "_b"]
+    merged["std"] = np.nan
+    return merged.drop(columns=[value + "_b"])
+
+
+def grad_profile(run: Run) -> pd.DataFrame:
+    """Per sublayer: mean and 25th / 75th percentile over steps of the parameter-gradient norm
+    (label, sublayer, mean, lo, hi, steps). Empty when the run recorded none."""
+    g = run.grad_norms if run.layout.grads else pd.DataFrame()
+    if g is None or len(g) == 0:
+        return pd.DataFrame(columns=["sublayer", "label", "mean", "lo", "hi", "steps"])
+    per = g.groupby(["sublayer", "label"], sort=True)["grad_norm"]
+    frame = pd.DataFrame({"mean": per.mean(), "lo": per.quantile(0.25), "hi": per.quantile(0.75),
+                          "steps": per.count()}).reset_index()
+    return frame.sort_values("sublayer").reset_index(drop=True)

@@ -1,0 +1,385 @@
+"""Views: (catalogue, view parameters) -> figure. The one place where a view's parameters (the same ones the URL
+carries) become a figure, shared by the app's callbacks, the app's download button and `depthscope export`.
+
+Parameters are strings (as in a URL query): run, baseline, others (comma-separated), start, stop, doc, regex,
+cell ("slot,source"), token, wstart, wlen, slot, stat, k, quantity, grad, training, step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from depthscope.probe import RunError
+
+from . import figures as F
+from .data import RMS_NAMES, TOKEN_STATS, Filter, FilterError, difference_frame, grad_profile
+from .runs import Catalogue
+
+Params = dict
+
+
+def _int(params: Params, key: str, default=None):
+    value = params.get(key)
+    if value in (None, "", "None"):
+        return default
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        raise FilterError(f"{key} must be a whole number, got {value!r}") from None
+
+
+def _float(params: Params, key: str, default=None):
+    value = params.get(key)
+    if value in (None, "", "None"):
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise FilterError(f"{key} must be a number, got {value!r}") from None
+
+
+def flt(params: Params) -> Filter:
+    return Filter(start=_int(params, "start"), stop=_int(params, "stop"), document=_int(params, "doc"),
+                  regex=params.get("regex") or None)
+
+
+def need_run(params: Params, key: str = "run") -> str:
+    run_id = params.get(key)
+    if not run_id:
+        raise FilterError("choose a run on the Runs page" if key == "run" else f"choose a {key}")
+    return run_id
+
+
+def cell_of(params: Params) -> tuple[int, int] | None:
+    value = params.get("cell")
+    if not value:
+        return None
+    try:
+        slot, source = (int(x) for x in str(value).split(","))
+        return slot, source
+    except ValueError:
+        raise FilterError(f"cell must be 'slot,source', got {value!r}") from None
+
+
+# ------------------------------------------------------------------------------------------------ routing
+
+
+def routing(cat: Catalogue, params: Params):
+    """(figure, result) of the filtered token-averaged heatmap."""
+    run_id = need_run(params)
+    data = cat.ready_data(run_id)
+    result = data.routing(flt(params))
+    sampled = f" — {result.note}" if result.note else ""
+    title = f"Depth attention of {run_id}<br><sup>{flt(params).describe()}; {result.tokens:,} tokens{sampled}</sup>"
+    fig = F.routing_heatmap(result.frame, title, columns=data.columns)
+    return fig, result
+
+
+def cell(cat: Catalogue, params: Params):
+    """(figure, CellResult, label) of the clicked cell, or (None, None, None) when no cell is selected."""
+    run_id = need_run(params)
+    where = cell_of(params)
+    if where is None:
+        return None, None, None
+    data = cat.ready_data(run_id)
+    if not hasattr(data, "cell"):
+        raise FilterError("this run kept summaries only: no per-token distribution")
+    slot, source = where
+    res = data.cell(slot, source, flt(params))
+    run = data.run
+    label = f"{run.sublayer_labels[slot]} ← {run.source_labels[slot][source]}"
+    fig = F.cell_distribution(res.edges, res.counts, f"Weight {label} over {res.tokens:,} tokens", res.note)
+    return fig, res, label
+
+
+# ------------------------------------------------------------------------------------------------ tokens
+
+
+def slot_of(data, params: Params) -> int:
+    labels = data.run.sublayer_labels
+    value = params.get("slot")
+    if value in labels:
+        return labels.index(value)
+    routed = [i for i, r in enumerate(data.run.source_labels) if r]
+    return routed[len(routed) // 2] if routed else 0
+
+
+def window(params: Params, n_tokens: int) -> tuple[int, int]:
+    start = max(0, min(_int(params, "wstart", 0), max(n_tokens - 1, 0)))
+    length = max(1, min(_int(params, "wlen", 512), 4096))
+    return start, min(n_tokens, start + length)
+
+
+def token_text(cat: Catalogue, params: Params) -> go.Figure:
+    run_id = need_run(params)
+    data = cat.ready_data(run_id)
+    stat = params.get("stat") or "long_range"
+    start, stop = window(params, data.run.n_tokens)
+    slot = slot_of(data, params)
+    if stat in RMS_NAMES:
+        values, _, _ = data.stat_matrix(start, stop, stat)
+        frame = data.token_window(start, stop, slot, _float(params, "k"))
+        frame[stat] = values[:, slot]
+    else:
+        frame = data.token_window(start, stop, slot, _float(params, "k"))
+    label = data.run.sublayer_labels[slot]
+    return F.token_text(frame, stat, f"{run_id}: tokens {start}..{stop - 1} coloured by {F.style.STAT_NAMES.get(stat, stat)} at {label}")
+
+
+def token_heatmap(cat: Catalogue, params: Params) -> go.Figure:
+    run_id = need_run(params)
+    data = cat.ready_data(run_id)
+    stat = params.get("stat") or "long_range"
+    start, stop = window(params, data.run.n_tokens)
+    stop = min(stop, start + 256)  # a readable strip
+    values, labels, index = data.stat_matrix(start, stop, stat, _float(params, "k"))
+    chars = [data.context(int(i), 0, 0).strip("[]") for i in index] if len(index) <= 256 else []
+    return F.token_heatmap(values, labels, index, chars, stat,
+                           f"{F.style.STAT_NAMES.get(stat, stat)} per token and sublayer ({run_id})")
+
+
+def token_routing(cat: Catalogue, params: Params) -> go.Figure:
+    run_id = need_run(params)
+    token = _int(params, "token")
+    data = cat.ready_data(run_id)
+    if token is None or not 0 <= token < data.run.n_tokens:
+        return F.empty_figure("Click a token in the text to see its own routing.", "One token's depth attention")
+    return F.routing_heatmap(data.token_matrix(token), f"Token {token} '{data.context(token, 8, 4)}'",
+                             columns=data.columns, colorbar_title="weight")
+
+
+def token_norms(cat: Catalogue, params: Params) -> go.Figure:
+    run_id = need_run(params)
+    token = _int(params, "token")
+    data = cat.ready_data(run_id)
+    if token is None or not 0 <= token < data.run.n_tokens:
+        return F.empty_figure("Click a token in the text to see its norm profile.", "Norm profile")
+    return F.norm_profile(data.token_norms(token), f"Norm profile of token {token}")
+
+
+# ------------------------------------------------------------------------------------------------ signal
+
+
+def run_list(params: Params) -> list[str]:
+    names = [params.get("run"), params.get("baseline")] + str(params.get("others") or "").split(",")
+    out = []
+    for n in names:
+        if n and n not in out:
+            out.append(n)
+    return out
+
+
+def signal(cat: Catalogue, params: Params) -> go.Figure:
+    need_run(params)
+    quantity = params.get("quantity") or "output_rms"
+    profiles = {}
+    for run_id in run_list(params):
+        profiles[run_id] = cat.ready_data(run_id).rms_profile(quantity)
+    return F.signal_vs_depth(profiles, quantity, baseline=params.get("baseline"))
+
+
+def grad_uniformity(profile: pd.DataFrame) -> dict:
+    """Coefficient of variation and max/min ratio across sublayers of the mean gradient norms.
+    DASHBOARD-SIDE until depthscope.analyses' gradient-uniformity function lands."""
+    m = profile["mean"].to_numpy(dtype=float)
+    m = m[np.isfinite(m) & (m > 0)]
+    if m.size == 0:
+        return {}
+    return {"cv": float(m.std() / m.mean()), "max_min": float(m.max() / m.min())}
+
+
+def gradients(cat: Catalogue, params: Params) -> go.Figure:
+    need_run(params)
+    kind = params.get("grad") or "param"
+    frames, uniformity = {}, {}
+    for run_id in run_list(params):
+        data = cat.ready_data(run_id)
+        if kind == "activation":
+            prof = data.rms_profile("grad_rms")
+            frame = pd.DataFrame({"label": prof.get("label", []), "mean": prof.get("p50", prof.get("mean", [])),
+                                  "lo": prof.get("p25"), "hi": prof.get("p75")}) if len(prof) else prof
+        else:
+            frame = cat.analysis(run_id, ("gradient profile",), lambda: grad_profile(data.run))
+        frames[run_id] = frame
+        if len(frame):
+            uniformity[run_id] = grad_uniformity(frame)
+    if kind == "activation":
+        return F.gradients_vs_depth(frames, uniformity, params.get("baseline"),
+                                    "Activation gradient per sublayer (median and 25-75 % over tokens)",
+                                    "RMS of dLoss/dh_l")
+    return F.gradients_vs_depth(frames, uniformity, params.get("baseline"),
+                                "Parameter-gradient norm per sublayer (mean and 25-75 % over steps)")
+
+
+def grad_steps(cat: Catalogue, params: Params) -> go.Figure:
+    rows = []
+    for training, infos in cat.trainings().items():
+        for info in infos:
+            try:
+                run = cat.open(info.id)
+                prof = cat.analysis(info.id, ("gradient profile",), lambda: grad_profile(run))
+            except RunError:
+                continue
+            u = grad_uniformity(prof) if len(prof) else {}
+            if u:
+                rows.append({"training": training, "step": info.step, "run": info.id, **u})
+    return F.uniformity_over_steps(pd.DataFrame(rows))
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+
+
+def routing_stats(cat: Catalogue, params: Params, run_key: str = "run"):
+    """depthscope.analyses.routing.routing_stats of a run, cached (background for large runs)."""
+    from depthscope.analyses.routing import routing_stats as compute
+
+    run_id = need_run(params, run_key)
+    k = _float(params, "k")
+    run = cat.open(run_id)
+    if "alpha" not in run.arrays:
+        raise FilterError(f"{run_id} recorded no depth-attention weights")
+    return cat.analysis(run_id, ("routing statistics", k), lambda: compute(run, k=k))
+
+
+def jumps(cat: Catalogue, params: Params) -> go.Figure:
+    r = routing_stats(cat, params)
+    return F.jump_histogram(r.jumps, f"Distance of each token's top source ({params.get('run')})", r.k, r.unit)
+
+
+def long_range(cat: Catalogue, params: Params) -> go.Figure:
+    r = routing_stats(cat, params)
+    return F.long_range_per_sublayer(r.sublayers, f"Long-range mass, embedding weight and locality ({params.get('run')})", r.k)
+
+
+def sinks(cat: Catalogue, params: Params) -> go.Figure:
+    r = routing_stats(cat, params)
+    return F.sinks(r.sources, f"Depth sinks ({params.get('run')})")
+
+
+def ablation(cat: Catalogue, params: Params) -> go.Figure:
+    """Causal source ablation beside routing mass: uses depthscope.analyses' ablation when it exists."""
+    try:
+        from depthscope.analyses import ablation as ab  # noqa: F401  (lands with the analyses issue)
+    except ImportError:
+        return F.empty_figure("Causal source ablation: not available yet in depthscope.analyses.",
+                              "Causal source ablation beside routing mass")
+    from depthscope.analyses.errors import AnalysisError
+
+    fn = getattr(ab, "source_ablation", None)
+    if fn is None:
+        return F.empty_figure("Causal source ablation: not available in depthscope.analyses.",
+                              "Causal source ablation beside routing mass")
+    run_id = need_run(params)
+    run = cat.open(run_id)
+    try:
+        frame = cat.analysis(run_id, ("source ablation",), lambda: fn(run))
+    except AnalysisError as err:
+        return F.empty_figure(f"No causal ablation for this run: {err}", "Causal source ablation beside routing mass")
+    return F.ablation_vs_mass(frame)
+
+
+# ------------------------------------------------------------------------------------------------ compare
+
+
+def compare(cat: Catalogue, params: Params):
+    """(figure of run, figure of other, difference figure) on one shared colour scale."""
+    a_id = need_run(params)
+    b_id = params.get("other") or params.get("baseline")
+    if not b_id:
+        raise FilterError("choose a second run (or a baseline) to compare with")
+    da, db = cat.ready_data(a_id), cat.ready_data(b_id)
+    ra, rb = da.routing(), db.routing()
+    both = pd.concat([ra.frame["mean"], rb.frame["mean"]])
+    zmin, zmax = float(np.nanmin(both)) if len(both) else 0.0, float(np.nanmax(both)) if len(both) else 1.0
+    cols = da.columns + [c for c in db.columns if c not in da.columns]
+    fa = F.routing_heatmap(ra.frame, f"{a_id}", columns=cols, zmin=zmin, zmax=zmax)
+    fb = F.routing_heatmap(rb.frame, f"{b_id}", columns=cols, zmin=zmin, zmax=zmax)
+    diff = difference_frame(ra.frame, rb.frame)
+    if len(diff):
+        fd = F.routing_difference(diff, f"{a_id} − {b_id}", columns=cols)
+    else:
+        fd = F.empty_figure("These runs share no (sublayer, source) pair: no difference to draw.", "Difference")
+    return fa, fb, fd
+
+
+# ------------------------------------------------------------------------------------------------ evolution
+
+
+def evolution_runs(cat: Catalogue, params: Params):
+    trainings = cat.trainings()
+    if not trainings:
+        return None, [], {}
+    training = params.get("training") if params.get("training") in trainings else next(iter(trainings))
+    return training, trainings[training], trainings
+
+
+def evolution_routing(cat: Catalogue, params: Params) -> go.Figure:
+    training, infos, _ = evolution_runs(cat, params)
+    if not infos:
+        return F.empty_figure("No training here left several recorded checkpoints (record step_* checkpoints).",
+                              "Evolution over training")
+    step = _int(params, "step", infos[-1].step)
+    info = min(infos, key=lambda i: abs(i.step - step))
+    data = cat.ready_data(info.id)
+    res = data.routing()
+    return F.routing_heatmap(res.frame, f"Depth attention at step {info.step} ({info.id})", columns=data.columns,
+                             zmin=0.0, zmax=1.0)
+
+
+def evolution_stat(cat: Catalogue, params: Params) -> go.Figure:
+    training, infos, _ = evolution_runs(cat, params)
+    stat = params.get("stat") if params.get("stat") in TOKEN_STATS + ("jump_rate",) else "embedding"
+    rows = []
+    for info in infos:
+        r = routing_stats(cat, {"run": info.id, "k": params.get("k")})
+        part = r.by_kind.copy()
+        part["step"] = info.step
+        rows.append(part)
+    frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    return F.statistic_over_steps(frame, stat, _int(params, "step"))
+
+
+# ------------------------------------------------------------------------------------------------ registry
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    name: str
+    build: Callable[[Catalogue, Params], go.Figure]
+    matrix: bool  # drawn with matplotlib on export (true vector heatmaps)
+    statistic: str
+    params: tuple[str, ...]  # the parameters it depends on (written into the export manifest)
+
+
+FIGURES: dict[str, FigureSpec] = {s.name: s for s in [
+    FigureSpec("routing", lambda c, p: routing(c, p)[0], True, "token-averaged depth attention (mean weight)",
+               ("run", "start", "stop", "doc", "regex")),
+    FigureSpec("cell", lambda c, p: cell(c, p)[0] or F.empty_figure("No cell selected."), False,
+               "distribution over tokens of one weight", ("run", "cell", "start", "stop", "doc", "regex")),
+    FigureSpec("tokens", token_text, True, "text coloured by a per-token routing statistic",
+               ("run", "wstart", "wlen", "slot", "stat", "k")),
+    FigureSpec("token_heatmap", token_heatmap, True, "per-token statistic, token x sublayer",
+               ("run", "wstart", "wlen", "stat", "k")),
+    FigureSpec("token_routing", token_routing, True, "one token's depth attention", ("run", "token")),
+    FigureSpec("token_norms", token_norms, False, "one token's RMS profile", ("run", "token")),
+    FigureSpec("signal", signal, False, "RMS against depth with percentile bands and ratio to baseline",
+               ("run", "baseline", "others", "quantity")),
+    FigureSpec("gradients", gradients, False, "gradient magnitude per sublayer", ("run", "baseline", "others", "grad")),
+    FigureSpec("grad_steps", grad_steps, False, "gradient uniformity across checkpoints", ()),
+    FigureSpec("jumps", jumps, False, "jump-distance histogram (analyses.routing)", ("run", "k")),
+    FigureSpec("long_range", long_range, False, "long-range mass per sublayer (analyses.routing)", ("run", "k")),
+    FigureSpec("sinks", sinks, False, "depth sinks (analyses.routing)", ("run", "k")),
+    FigureSpec("ablation", ablation, False, "causal source ablation beside routing mass", ("run",)),
+    FigureSpec("compare", lambda c, p: compare(c, p)[2], True, "difference of token-averaged depth attention",
+               ("run", "other", "baseline")),
+    FigureSpec("compare_run", lambda c, p: compare(c, p)[0], True, "depth attention on a shared scale",
+               ("run", "other", "baseline")),
+    FigureSpec("compare_other", lambda c, p: compare(c, p)[1], True, "depth attention on a shared scale",
+               ("run", "other", "baseline")),
+    FigureSpec("evolution", evolution_routing, True, "depth attention at one training step", ("training", "step")),
+    FigureSpec("evolution_stat", evolution_stat, False, "routing statistic over training", ("training", "step", "stat", "k")),
+]}
