@@ -168,7 +168,7 @@ def recall_answer_positions(text: str) -> list[int]:
 # Corpus, splits and samplers
 
 
-@dataclass
+@dataclass(eq=False)
 class Split:
     """One side of the split as a token stream; every array is [tokens] and aligned with `tokens`."""
 
@@ -182,7 +182,7 @@ class Split:
         return int(self.tokens.numel())
 
 
-@dataclass
+@dataclass(eq=False)
 class Window:
     """Consecutive held-out tokens: inputs[i] is followed by targets[i]. Every field is [tokens]."""
 
@@ -194,7 +194,7 @@ class Window:
     answer_targets: torch.Tensor | None  # bool: targets[i] is a recall answer
 
 
-@dataclass
+@dataclass(eq=False)
 class Corpus:
     """Named documents with a deterministic train/held-out split by document.
 
@@ -510,9 +510,9 @@ def load_corpus(
     else:
         path = Path(name).expanduser()
         if not path.exists():
-            raise CorpusError(
-                f"unknown corpus {name!r}: not one of {', '.join(CORPORA)} and no such file"
-            )
+            if "/" in name or "\\" in name or path.suffix:
+                raise CorpusError(f"corpus file {path}: no such file")
+            raise CorpusError(f"unknown corpus {name!r}: not one of {', '.join(CORPORA)} and no such file")
         if path.is_dir():
             raise CorpusError(f"corpus file {path}: is a directory, expected a UTF-8 text file")
         documents = text_file_documents(path)

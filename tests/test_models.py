@@ -252,3 +252,10 @@ def test_bad_config_is_rejected():
         ModelConfig(d_model=30, n_heads=4)
     with pytest.raises(ValueError, match="max_seq_len"):
         build()(torch.zeros(1, 40, dtype=torch.long))
+
+
+def test_sinkhorn_survives_extreme_logits():
+    logits = torch.tensor([[0.0, -200.0], [-200.0, -500.0]])
+    p = sinkhorn(logits, iters=20)
+    assert torch.isfinite(p).all()
+    torch.testing.assert_close(p.sum(-2), torch.ones(2), atol=1e-5, rtol=0)

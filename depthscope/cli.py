@@ -1,0 +1,429 @@
+"""The `depthscope` command line.
+
+Each subcommand is one `Command` in COMMANDS: a name, a one-line help, a function that adds its arguments to
+its own subparser, and a function that runs it and returns an exit status. Adding a subcommand means writing
+those two functions and appending one Command; no other subcommand changes.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str  # one line, shown in `depthscope --help`
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str = ""  # longer text for `depthscope NAME --help`
+    epilog: str = ""
+
+
+# Kept here, not imported, so that `depthscope --help` answers without importing torch; a test checks that these
+# equal depthscope.models.MIXERS and depthscope.models.data.CORPORA.
+MIXER_CHOICES = ("residual", "full_attnres", "block_attnres", "denseformer", "hyper")
+CORPUS_NAMES = ("pydoc", "bible", "shakespeare", "recall")
+
+
+class UsageError(Exception):
+    """Bad combination of arguments: printed as `depthscope NAME: error: ...`, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------------------- train
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model")
+    model.add_argument("--mixer", choices=MIXER_CHOICES, default="block_attnres",
+                       help="how each sublayer's input is formed (default: %(default)s)")
+    model.add_argument("--layers", type=int, default=8,
+                       help="transformer blocks; each has two sublayers, attention and MLP (default: %(default)s)")
+    model.add_argument("--d-model", type=int, default=64, help="model width (default: %(default)s)")
+    model.add_argument("--heads", type=int, default=4, help="attention heads (default: %(default)s)")
+    model.add_argument("--mlp-ratio", type=int, default=4, help="MLP hidden width / d_model (default: %(default)s)")
+    model.add_argument("--blocks", type=int, default=8,
+                       help="N, number of Block AttnRes blocks (block_attnres only; N = 2 * layers is Full "
+                            "AttnRes) (default: %(default)s)")
+    model.add_argument("--two-phase", action="store_true",
+                       help="block_attnres: compute with the exact two-phase (inference-kernel) form")
+    model.add_argument("--streams", type=int, default=4,
+                       help="hyper: number of parallel residual streams (default: %(default)s)")
+    model.add_argument("--mhc", action="store_true",
+                       help="hyper: manifold-constrained HC (doubly stochastic stream mixing via Sinkhorn)")
+    model.add_argument("--max-seq-len", type=int, default=None,
+                       help="longest sequence the model accepts (default: max(256, --seq-len))")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--corpus", default="pydoc", metavar="NAME|PATH",
+                      help=f"one of {', '.join(CORPUS_NAMES)}, or a UTF-8 text file (default: %(default)s)")
+    data.add_argument("--data-seed", type=int, default=0,
+                      help="seed of the train/held-out split and of the recall task; keep it fixed to compare "
+                           "runs (default: %(default)s)")
+    data.add_argument("--heldout-fraction", type=float, default=0.05,
+                      help="share of the text held out, by whole documents (default: %(default)s)")
+
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--steps", type=int, default=300, help="optimiser steps (default: %(default)s)")
+    opt.add_argument("--batch-size", type=int, default=16, help="sequences per step (default: %(default)s)")
+    opt.add_argument("--seq-len", type=int, default=128, help="tokens (bytes) per sequence (default: %(default)s)")
+    opt.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (default: %(default)s)")
+    opt.add_argument("--weight-decay", type=float, default=0.1,
+                     help="AdamW weight decay on weight matrices only (default: %(default)s)")
+    opt.add_argument("--warmup-steps", type=int, default=None,
+                     help="linear warm-up steps before the cosine decay (default: 10%% of --steps)")
+    opt.add_argument("--min-lr-ratio", type=float, default=0.1,
+                     help="final learning rate as a fraction of --lr (default: %(default)s)")
+    opt.add_argument("--grad-clip", type=float, default=1.0,
+                     help="max global gradient norm, 0 for none (default: %(default)s)")
+    opt.add_argument("--seed", type=int, default=0,
+                     help="seed of initialisation and batch sampling (default: %(default)s)")
+    opt.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    opt.add_argument("--threads", type=int, default=None,
+                     help="CPU threads (default: torch's choice); on a busy machine 1 can be several times "
+                          "faster")
+
+    run = parser.add_argument_group("output")
+    run.add_argument("--out", required=True, metavar="DIR",
+                     help="checkpoint directory (model.safetensors + checkpoint.json)")
+    run.add_argument("--save-every", type=int, default=0, metavar="N",
+                     help="also save DIR/step_XXXXXX/ at step 0 and every N steps (default: final only)")
+    run.add_argument("--eval-every", type=int, default=50,
+                     help="held-out loss every this many steps (default: %(default)s)")
+    run.add_argument("--eval-batches", type=int, default=4,
+                     help="held-out windows = this * --batch-size (default: %(default)s)")
+    run.add_argument("--overwrite", action="store_true", help="replace a checkpoint already in DIR")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from depthscope.models.checkpoint import META_FILE
+    from depthscope.models.config import ModelConfig
+    from depthscope.models.data import load_corpus
+    from depthscope.models.train import TrainConfig, train
+
+    if args.mhc and args.mixer != "hyper":
+        raise UsageError("--mhc applies to --mixer hyper only")
+    if args.two_phase and args.mixer != "block_attnres":
+        raise UsageError("--two-phase applies to --mixer block_attnres only")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    if (out / META_FILE).exists() and not args.overwrite:
+        raise UsageError(f"--out {out}: already holds a checkpoint; pass --overwrite to replace it")
+
+    model_cfg = ModelConfig(
+        vocab_size=256,
+        d_model=args.d_model,
+        n_layers=args.layers,
+        n_heads=args.heads,
+        mlp_ratio=args.mlp_ratio,
+        max_seq_len=args.max_seq_len or max(256, args.seq_len),
+        mixer=args.mixer,
+        n_blocks=args.blocks,
+        two_phase=args.two_phase,
+        hyper_streams=args.streams,
+        mhc=args.mhc,
+    )
+    train_cfg = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps if args.warmup_steps is not None else max(1, args.steps // 10),
+        min_lr_ratio=args.min_lr_ratio,
+        eval_every=args.eval_every,
+        eval_batches=args.eval_batches,
+        grad_clip=args.grad_clip,
+        seed=args.seed,
+        device=args.device,
+        save_every=args.save_every,
+        num_threads=args.threads,
+    )
+    corpus = load_corpus(args.corpus, seed=args.data_seed, heldout_fraction=args.heldout_fraction)
+    print(corpus.describe(), file=sys.stderr)
+    result = train(model_cfg, train_cfg, corpus, out_dir=out, progress=not args.no_progress)
+    print(f"checkpoint: {result.checkpoint_dir}")
+    if result.step_checkpoints:
+        print(f"step checkpoints: {len(result.step_checkpoints)} in {out}/step_*")
+    print(
+        f"held-out loss: {result.first_heldout_loss:.4f} (step {result.eval_steps[0]}) -> "
+        f"{result.final_heldout_loss:.4f} (step {result.eval_steps[-1]})"
+    )
+    print(
+        f"train loss (last step): {result.final_train_loss:.4f}; {result.tokens_seen} tokens in "
+        f"{result.train_time_s:.1f} s ({result.tokens_per_s:,.0f} tokens/s)"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- serve
+
+
+def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", required=True, metavar="DIR", help="folder of runs to browse")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
+    parser.add_argument("--port", type=int, default=8050, help="port (default: %(default)s)")
+    parser.add_argument("--debug", action="store_true", help="Dash debug mode (reloader, dev tools)")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if not Path(args.runs).is_dir():
+        raise UsageError(f"--runs {args.runs}: not a directory")
+    from depthscope.dashboard.app import serve
+
+    print(f"depthscope dashboard on http://{args.host}:{args.port}/ (runs: {Path(args.runs).resolve()})", file=sys.stderr)
+    serve(args.runs, host=args.host, port=args.port, debug=args.debug)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- export
+
+
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="run directory (e.g. runs/block8); its folder is the runs folder")
+    parser.add_argument("--figures", default="routing,signal",
+                        help="comma-separated figure names (default: %(default)s; see the list below)")
+    parser.add_argument("--format", choices=("svg", "pdf", "png"), default="svg", help="file format (default: %(default)s)")
+    parser.add_argument("--style", choices=("single", "double"), default="single",
+                        help="paper column: single (3.5 in) or double (7 in) (default: %(default)s)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the figures and their JSON manifests")
+    parser.add_argument("--baseline", metavar="RUN", help="baseline run directory (signal, gradients, compare)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a view parameter as in the app's URL (e.g. start=0, stop=5000, regex=[A-Z], k=2); repeatable")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    run = Path(args.run).resolve()
+    if not run.is_dir():
+        raise UsageError(f"{args.run}: not a run directory")
+    from depthscope.dashboard.export import ExportError, export_files
+    from depthscope.dashboard.runs import Catalogue, NotFound
+    from depthscope.dashboard.views import FIGURES
+    from depthscope.probe import RunError
+
+    figures = [f.strip() for f in args.figures.split(",") if f.strip()]
+    unknown = [f for f in figures if f not in FIGURES]
+    if unknown:
+        raise UsageError(f"unknown figure(s) {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
+    params = {"run": run.name}
+    if args.baseline:
+        base = Path(args.baseline).resolve()
+        if base.parent != run.parent:
+            raise UsageError("--baseline must sit in the same folder as RUN")
+        params["baseline"] = base.name
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--param {item!r}: expected KEY=VALUE")
+        params[key.strip()] = value
+    cat = Catalogue(run.parent, background=False)
+    try:
+        written = export_files(cat, figures, params, args.format, args.style, args.out)
+    except (NotFound, RunError, ExportError) as err:
+        print(f"depthscope export: error: {err}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- analyze
+
+
+def _add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="run directory (from `depthscope record`)")
+    parser.add_argument("--vs", metavar="BASELINE", help="baseline run directory to compare against")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the tables (Parquet and CSV) and summary.md")
+    parser.add_argument("--k", type=float, default=None,
+                        help="long-range window: sources more than k back count as long range / jumps "
+                             "(default: 4 sublayers, 2 blocks for Block AttnRes)")
+    parser.add_argument("--unit", choices=("auto", "documents", "blocks", "tokens"), default="auto",
+                        help="bootstrap groups for confidence intervals (default: %(default)s = documents when a run "
+                             "holds at least 20, else blocks of 256 tokens)")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per CI (default: %(default)s)")
+    parser.add_argument("--no-causal", action="store_true",
+                        help="skip the source-ablation check (it reloads the run's checkpoint and runs the model)")
+    parser.add_argument("--causal-tokens", type=int, default=1024,
+                        help="held-out tokens for the source-ablation check (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default: %(default)s; the statistics stream chunk by chunk)")
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    for path in [args.run] + ([args.vs] if args.vs else []):
+        if not Path(path).is_dir():
+            raise UsageError(f"{path}: not a run directory")
+    if args.resamples < 1 or args.causal_tokens < 1:
+        raise UsageError("--resamples and --causal-tokens must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from depthscope.analyses.analyze import analyze, write
+
+    analysis = analyze(args.run, baseline=args.vs, k=args.k, unit=args.unit, causal=not args.no_causal,
+                       causal_tokens=args.causal_tokens, n_resamples=args.resamples)
+    written = write(analysis, args.out)
+    print(f"{len(written) - 1} table files and summary.md in {args.out}")
+    print(Path(args.out) / "summary.md")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- record
+
+
+def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint directory (from `depthscope train`)")
+    parser.add_argument("--corpus", required=True, metavar="NAME|FILE",
+                        help="pydoc, bible, shakespeare, recall, or a UTF-8 text file")
+    parser.add_argument("--tokens", type=int, default=100_000,
+                        help="tokens to record, in whole windows of --seq-len (default: %(default)s)")
+    parser.add_argument("--out", required=True, metavar="runs/NAME", help="run directory to write")
+    parser.add_argument("--grads", action="store_true",
+                        help="backpropagate the LM loss of each batch (no optimiser step) to record dLoss/dh per "
+                             "token and each sublayer's parameter-gradient norm")
+    parser.add_argument("--summary", action="store_true",
+                        help="keep running summaries (mean/variance of each weight, jump histograms, norm "
+                             "statistics) instead of per-token arrays")
+    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward (default: %(default)s)")
+    parser.add_argument("--seq-len", type=int, default=None,
+                        help="tokens per window (default: the checkpoint's training --seq-len)")
+    parser.add_argument("--split", choices=("heldout", "train"), default="heldout",
+                        help="which side of the corpus split to read (default: %(default)s)")
+    parser.add_argument("--chunk-tokens", type=int, default=8192,
+                        help="tokens per on-disk chunk (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_record(args: argparse.Namespace) -> int:
+    from depthscope.probe.recording import record_run
+
+    if args.tokens < 1 or args.batch_size < 1 or args.chunk_tokens < 1 or (args.seq_len is not None and args.seq_len < 1):
+        raise UsageError("--tokens, --batch-size, --seq-len and --chunk-tokens must be at least 1")
+    result = record_run(args.checkpoint, args.corpus, args.out, tokens=args.tokens, grads=args.grads,
+                        summary=args.summary, batch_size=args.batch_size, seq_len=args.seq_len, split=args.split,
+                        chunk_tokens=args.chunk_tokens, overwrite=args.overwrite, device=args.device,
+                        progress=not args.no_progress)
+    if result.exhausted:
+        print(f"the {args.split} split ran out after {result.tokens} tokens", file=sys.stderr)
+    print(f"run: {result.path} ({result.tokens} tokens in {result.batches} batches, {result.seconds:.1f} s)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- registry
+
+COMMANDS: list[Command] = [
+    Command(
+        name="train",
+        help="train a small depth-routing transformer and save a checkpoint",
+        add_arguments=_add_train_arguments,
+        run=_run_train,
+        description="Train one model of the family (the mixer decides how each sublayer's input is formed) on a "
+                    "byte-level corpus, report the held-out loss along the way, and save a checkpoint directory.",
+        epilog="example: depthscope train --mixer block_attnres --blocks 8 --layers 8 --d-model 64 --corpus pydoc "
+               "--steps 300 --out out/block8",
+    ),
+    Command(
+        name="record",
+        help="record depth attention, hidden-state norms and gradients of a checkpoint over a corpus",
+        add_arguments=_add_record_arguments,
+        run=_run_record,
+        description="Run a checkpoint over consecutive windows of a corpus with the probe attached and write a run "
+                    "directory: per token, the depth-attention weights of every sublayer, the RMS of each "
+                    "sublayer's input and output, document, position and loss (with --grads also dLoss/dh and "
+                    "per-sublayer gradient norms), or only running summaries (--summary). Format: probe/SCHEMA.md.",
+        epilog="example: depthscope record --checkpoint out/block8 --corpus pydoc --tokens 100000 --out runs/block8",
+    ),
+    Command(
+        name="serve",
+        help="browse a folder of runs in the dashboard (a local web app)",
+        add_arguments=_add_serve_arguments,
+        run=_run_serve,
+        description="Serve the depthscope dashboard over the runs in a folder: routing heatmaps, tokens, signal and "
+                    "gradients against a baseline, statistics, compare, evolution, and figure download.",
+        epilog="example: depthscope serve --runs runs --port 8050, then open http://127.0.0.1:8050/",
+    ),
+    Command(
+        name="export",
+        help="export the dashboard's figures of a run as SVG, PDF or PNG for papers",
+        add_arguments=_add_export_arguments,
+        run=_run_export,
+        description="Draw figures of one run (the same builders as the dashboard) into files, each with a JSON "
+                    "manifest naming the run, statistic, parameters and code version. Heatmaps are true vector.",
+        epilog="figures: routing, cell, tokens, token_heatmap, token_routing, token_norms, signal, gradients, "
+               "grad_steps, jumps, long_range, sinks, ablation, compare, compare_run, compare_other, evolution, "
+               "evolution_stat. example: depthscope export runs/block8 --baseline runs/residual "
+               "--figures routing,signal --format pdf --style double --out figs/",
+    ),
+    Command(
+        name="analyze",
+        help="compute routing, signal, gradient and mixing statistics of a run (optionally against a baseline)",
+        add_arguments=_add_analyze_arguments,
+        run=_run_analyze,
+        description="Stream over a recorded run and write tidy tables (routing per sublayer and source, jumps, "
+                    "signal growth, gradient uniformity, effective mixing matrix, source ablation, estimates with "
+                    "bootstrap CIs, run-vs-run comparison) as Parquet and CSV, plus summary.md saying whether the "
+                    "Attention Residuals paper's findings hold at this scale.",
+        epilog="example: depthscope analyze runs/block8 --vs runs/residual --out analysis/block8",
+    ),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from depthscope import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="depthscope",
+        description="See, measure and compare depth routing (Attention Residuals and peers) in transformers.",
+    )
+    parser.add_argument("--version", action="version", version=f"depthscope {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for command in COMMANDS:
+        sub = subparsers.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description or command.help,
+            epilog=command.epilog or None,
+        )
+        command.add_arguments(sub)
+        sub.set_defaults(_command=command, _parser=sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: Command | None = getattr(args, "_command", None)
+    if command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(command.run(args) or 0)
+    except UsageError as err:
+        args._parser.error(str(err))  # exits with status 2
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:
+        # The library's errors (CorpusError, CheckpointError, config checks) say what is wrong and where.
+        print(f"depthscope {command.name}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"depthscope {command.name}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
