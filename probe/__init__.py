@@ -4,6 +4,7 @@
     RunWriter(path, ...)   streams records into a run directory (manifest.json, Zarr v3, Parquet)
     open_run(path) -> Run  reads a run back lazily (the on-disk format is in SCHEMA.md)
     Summary                mergeable running statistics (update, merge, all_reduce)
+    TrainingRecorder       a training callback(step, model, loss) that probes every k-th step
 """
 from .adapter import Adapter
 from .batch import BatchRecord, MemorySink
@@ -13,8 +14,9 @@ from .probe import Probe
 from .reader import Chunk, LazyArray, Run, open_run
 from .store import SCHEMA_VERSION, RunWriter
 from .summary import Summary
+from .training import TrainingRecorder
 
 __all__ = [
     "Adapter", "BatchRecord", "Chunk", "LazyArray", "Layout", "MemorySink", "Probe", "ProbeError", "Run",
-    "RunError", "RunWriter", "SCHEMA_VERSION", "Summary", "open_run",
+    "RunError", "RunWriter", "SCHEMA_VERSION", "Summary", "TrainingRecorder", "open_run",
 ]

@@ -1,0 +1,138 @@
+"""Record a run from a checkpoint over a corpus: what `depthscope record` does, callable from Python.
+
+Consecutive windows of the corpus's held-out split (or train split) go through the model in batches. Each
+token is recorded with its document and position and the loss of predicting the next token. With grads=True
+the mean LM loss of each batch is backpropagated (no optimiser step; gradients are cleared after each batch)
+to record dLoss/dh_l per token and each sublayer's parameter-gradient norm per batch.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .layout import DEFAULT_CAPTURE
+from .probe import Probe
+from .store import DEFAULT_CHUNK_TOKENS, RunWriter
+from .summary import Summary
+
+
+@dataclass
+class RecordResult:
+    path: Path
+    tokens: int
+    batches: int
+    seconds: float
+    exhausted: bool  # the split ran out before the requested number of tokens
+
+
+def _windows(corpus, seq_len: int, split: str):
+    stream = corpus.split(split)
+    if len(stream) < seq_len + 1:
+        from depthscope.models.data import CorpusError
+
+        raise CorpusError(
+            f"the {split} split of corpus {corpus.name!r} has {len(stream)} tokens, fewer than seq_len + 1 = "
+            f"{seq_len + 1}; use a shorter --seq-len"
+        )
+    return corpus.heldout_windows(seq_len, split=split)
+
+
+def record_run(
+    checkpoint: str | Path,
+    corpus: str | Path,
+    out: str | Path,
+    *,
+    tokens: int = 100_000,
+    grads: bool = False,
+    summary: bool = False,
+    batch_size: int = 8,
+    seq_len: int | None = None,
+    split: str = "heldout",
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    overwrite: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+    capture: tuple[str, ...] = DEFAULT_CAPTURE,
+    data_seed: int | None = None,
+) -> RecordResult:
+    """Record about `tokens` tokens (whole windows of seq_len) of `corpus` through the model at `checkpoint`.
+
+    summary=True keeps running summaries only (no per-token arrays). data_seed defaults to the split seed the
+    checkpoint was trained with, so that "heldout" really is text the model never saw.
+    """
+    from depthscope.models.checkpoint import load_checkpoint
+    from depthscope.models.data import load_corpus
+
+    if tokens < 1 or batch_size < 1:
+        raise ValueError("--tokens and --batch-size must be at least 1")
+    model, info = load_checkpoint(checkpoint, device=device)
+    training = info.training or {}
+    train_cfg = training.get("train_config") or {}
+    if seq_len is None:
+        seq_len = int(train_cfg.get("seq_len") or min(256, info.config.max_seq_len))
+    if seq_len > info.config.max_seq_len:
+        raise ValueError(f"--seq-len {seq_len} exceeds the model's max_seq_len {info.config.max_seq_len}")
+    if data_seed is None:
+        data_seed = int(training.get("corpus_split_seed", 0) or 0)
+    text = load_corpus(corpus, seed=data_seed, heldout_fraction=float(training.get("heldout_fraction", 0.05) or 0.05))
+    meta = {
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "corpus": text.name,
+        "split": split,
+        "seed": {"data": data_seed, "training": training.get("seed")},
+        "tokenizer": info.tokenizer.to_dict(),
+        "seq_len": seq_len,
+        "batch_size": batch_size,
+        "loss": "cross-entropy of predicting the next token, per token",
+        "grad_loss": "mean cross-entropy over the batch's tokens" if grads else None,
+        "training": {k: training.get(k) for k in ("steps", "tokens_seen", "final_heldout_loss", "seed")},
+    }
+    writer = RunWriter(out, chunk_tokens=chunk_tokens, arrays=not summary, overwrite=overwrite, meta=meta)
+    n_windows = math.ceil(tokens / seq_len)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_windows * seq_len, desc=f"record {info.config.mixer}", unit="tok", unit_scale=True,
+                   dynamic_ncols=True)
+    started = time.perf_counter()
+    recorded = batches = 0
+    windows = _windows(text, seq_len, split)
+    exhausted = False
+    try:
+        with Probe(model, out=writer, summary=Summary() if summary else False, grads=grads,
+                   capture=capture) as probe:
+            while recorded < n_windows * seq_len:
+                group = []
+                for window in windows:
+                    group.append(window)
+                    if len(group) == min(batch_size, n_windows - recorded // seq_len):
+                        break
+                if not group:
+                    exhausted = True
+                    break
+                inputs = torch.stack([w.inputs for w in group]).to(device)  # [batch, tokens]
+                targets = torch.stack([w.targets for w in group]).to(device)
+                with torch.set_grad_enabled(grads):
+                    logits = model(inputs)  # [batch, tokens, vocab]
+                    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                                           reduction="none").view(targets.shape)  # [batch, tokens]
+                    if grads:
+                        loss.mean().backward()
+                probe.commit(loss=loss.detach(), document=torch.stack([w.doc_ids for w in group]),
+                             position=torch.stack([w.positions for w in group]), step=batches)
+                if grads:
+                    model.zero_grad(set_to_none=True)
+                recorded += inputs.numel()
+                batches += 1
+                if bar is not None:
+                    bar.update(inputs.numel())
+    finally:
+        if bar is not None:
+            bar.close()
+    return RecordResult(Path(out), recorded, batches, time.perf_counter() - started, exhausted)

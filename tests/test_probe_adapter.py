@@ -1,0 +1,102 @@
+"""Probing a model written elsewhere: a small AttnRes network defined here, not using depthscope.models."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from depthscope.probe import Adapter, Probe, ProbeError, open_run
+
+torch.set_num_threads(1)
+
+
+class DepthAttention(nn.Module):
+    """softmax over sources of w . RMSNorm(v_i); returns sum_i alpha_i v_i. Sources come as a list."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.query = nn.Parameter(torch.randn(d))
+
+    def weights(self, sources: list[torch.Tensor]) -> torch.Tensor:
+        stacked = torch.stack(sources, dim=-2)  # [batch, tokens, sources, d]
+        return torch.softmax(F.rms_norm(stacked, (stacked.shape[-1],)) @ self.query, dim=-1)
+
+    def forward(self, sources: list[torch.Tensor]) -> torch.Tensor:
+        alpha = self.weights(sources)
+        return (alpha.unsqueeze(-1) * torch.stack(sources, dim=-2)).sum(-2)
+
+
+class TinyAttnRes(nn.Module):
+    def __init__(self, d: int = 8, depth: int = 3):
+        super().__init__()
+        self.embed = nn.Embedding(50, d)
+        self.mix = nn.ModuleList(DepthAttention(d) for _ in range(depth + 1))
+        self.f = nn.ModuleList(nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU()) for _ in range(depth))
+        self.head = nn.Linear(d, 50)
+        self.seen_alpha: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sources = [self.embed(x)]
+        self.seen_alpha = []
+        for mix, f in zip(self.mix, self.f):
+            self.seen_alpha.append(mix.weights(sources).detach())
+            sources.append(f(mix(sources)))
+        self.seen_alpha.append(self.mix[-1].weights(sources).detach())
+        return self.head(self.mix[-1](sources))
+
+
+def adapter_for(depth: int) -> Adapter:
+    return Adapter(
+        mixers=[f"mix.{i}" for i in range(depth + 1)],
+        weights=lambda module, args, output: module.weights(args[0]),
+        sublayers=[f"f.{i}" for i in range(depth)],
+    )
+
+
+def test_adapter_records_the_foreign_models_weights_norms_and_grads(tmp_path):
+    torch.manual_seed(0)
+    model, depth = TinyAttnRes(), 3
+    x = torch.randint(0, 50, (2, 6))
+    h_seen = {}
+    def keep(module, args, i):
+        args[0].retain_grad()
+        h_seen[i] = args[0]
+
+    handles = [model.f[i].register_forward_pre_hook(lambda m, a, i=i: keep(m, a, i)) for i in range(depth)]
+    with Probe(model, adapter=adapter_for(depth), grads=True, dtype=torch.float32) as probe:
+        F.cross_entropy(model(x).flatten(0, 1), x.flatten()).backward()
+    for h in handles:
+        h.remove()
+    r = probe.records[0]
+    assert probe.layout.sublayers == [1, 2, 3, 4]
+    assert probe.layout.sublayer_labels == ["sub1", "sub2", "sub3", "final"]
+    assert probe.layout.source_labels[2] == ["emb", "sub1", "sub2"]
+    for l, expected in enumerate(model.seen_alpha, start=1):
+        torch.testing.assert_close(r.alpha[:, :, l - 1, :l], expected)
+        assert torch.isnan(r.alpha[:, :, l - 1, l:]).all()
+    for i in range(depth):
+        h = h_seen[i]
+        torch.testing.assert_close(r.input_rms[:, :, i], h.pow(2).mean(-1).sqrt())
+        torch.testing.assert_close(r.grad_rms[:, :, i], h.grad.pow(2).mean(-1).sqrt())
+        norm = sum(float(p.grad.pow(2).sum()) for p in model.f[i].parameters()) ** 0.5
+        assert r.grad_norms[i].item() == pytest.approx(norm, rel=1e-5)
+    assert r.token.tolist() == x.tolist()
+    # and to disk
+    with Probe(model, adapter=adapter_for(depth), out=tmp_path / "run") as probe:
+        model(x)
+    run = open_run(tmp_path / "run")
+    assert run.complete and run.n_tokens == 12
+    assert run.model["adapter"] is True and run.model["kind"] == "TinyAttnRes"
+    torch.testing.assert_close(torch.from_numpy(run.alpha[:, 3, :4]).float(),
+                               model.seen_alpha[3].reshape(12, 4), atol=1e-3, rtol=1e-3)
+
+
+def test_adapter_errors_name_the_problem():
+    model = TinyAttnRes()
+    with pytest.raises(ProbeError, match="no modules named"):
+        Probe(model, adapter=Adapter(mixers=["mix.0", "nope"], weights=lambda m, a, o: o)).__enter__()
+    bad = Adapter(mixers=["mix.0"], weights=lambda m, a, o: o)  # returns [b, t, d], not weights
+    with pytest.raises(ProbeError, match="weights"):
+        with Probe(model, adapter=bad):
+            model(torch.randint(0, 50, (1, 4)))
