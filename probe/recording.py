@@ -8,6 +8,7 @@ to record dLoss/dh_l per token and each sublayer's parameter-gradient norm per b
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,8 @@ def record_run(
         data_seed = int(training.get("corpus_split_seed", 0) or 0)
     text = load_corpus(corpus, seed=data_seed, heldout_fraction=float(training.get("heldout_fraction", 0.05) or 0.05))
     meta = {
-        "checkpoint": str(Path(checkpoint).resolve()),
+        # Relative to the run directory, so a folder of runs and checkpoints can be moved or cloned as a whole.
+        "checkpoint": os.path.relpath(Path(checkpoint).resolve(), Path(out).resolve()),
         "corpus": text.name,
         "split": split,
         "seed": {"data": data_seed, "training": training.get("seed")},

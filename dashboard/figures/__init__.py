@@ -5,6 +5,7 @@ depthscope.analyses or dashboard.data), never runs, so every builder can be call
 """
 from .evolution import statistic_over_steps
 from .gradients import gradients_vs_depth, uniformity_over_steps
+from .mixing import mixing_matrices
 from .routing import cell_distribution, routing_difference, routing_heatmap
 from .signal import signal_vs_depth
 from .statistics import ablation_vs_mass, jump_histogram, long_range_per_sublayer, sinks
@@ -13,6 +14,6 @@ from .tokens import norm_profile, token_heatmap, token_text
 
 __all__ = [
     "ablation_vs_mass", "cell_distribution", "empty_figure", "gradients_vs_depth", "jump_histogram",
-    "long_range_per_sublayer", "norm_profile", "routing_difference", "routing_heatmap", "signal_vs_depth",
+    "long_range_per_sublayer", "mixing_matrices", "norm_profile", "routing_difference", "routing_heatmap", "signal_vs_depth",
     "sinks", "statistic_over_steps", "token_heatmap", "token_text", "uniformity_over_steps",
 ]

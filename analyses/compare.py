@@ -1,0 +1,369 @@
+"""Confidence intervals and run-vs-run comparisons: bootstrap over documents, token blocks or tokens (scipy).
+
+A statistic here is a function of additive per-group sums, so resampling groups is exact and cheap:
+`grouped_sums(run)` streams over the run once and keeps, per group, the sums of every per-token quantity
+per sublayer (routing statistics of `routing.py`, RMS of `signal.py` and `gradients.py`, loss) and their
+counts; `statistics(sums)` names the scalar statistics computable from them (below).
+
+Groups (`unit`): "documents" (the recorded document ids), "blocks" (consecutive runs of `block_tokens` = 256
+tokens, a block bootstrap that keeps the dependence between neighbouring tokens), "tokens" (each token; at
+most 200,000), or "auto" = documents when the run holds at least 20 documents, else blocks.
+
+`estimate(sums, name)`: the statistic with a percentile bootstrap CI (scipy.stats.bootstrap, resampling groups,
+`n_resamples` = 1000, 95 %). `compare(a, b, name)`: the difference a - b with its bootstrap CI (the two runs
+resampled independently) and Welch's t-test (scipy.stats.ttest_ind, equal_var=False) on the statistic
+computed per group (groups where it is undefined are dropped), with its p-value.
+
+Statistic names (mean over sublayers = over the attention and MLP sublayers that have sources; _attn/_mlp
+suffixes restrict to one kind):
+  locality, long_range, embedding, entropy, norm_entropy, jump_rate, top_embedding_rate  (+ _attn, _mlp)
+  locality_excess     locality minus its value under uniform weights (#nearest / #sources), averaged
+  embedding_attn_minus_mlp, norm_entropy_mlp_minus_attn
+  <stat>@<sublayer label>            one sublayer, e.g. locality@mlp3, input_rms@attn5
+  <q>_last_first, <q>_log_slope, <q>_max_min, <q>_cv, <q>_early_late  for q in input_rms, output_rms,
+                      residual_rms, grad_rms: growth / uniformity of the per-sublayer mean across depth
+                      (definitions in signal.py and gradients.py); <q>_last_first3, <q>_log_slope3: the same
+                      growth over sublayers 3..L (after the first transformer block)
+  loss                mean per-token loss
+Parameter-gradient norms are per step, not per token: `param_grad_sums(run)` groups them by step, with
+param_grad_cv, param_grad_max_min, param_grad_early_late (and param_grad_rms_* per parameter).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .errors import AnalysisError
+from .routing import RoutingKernel, is_signed
+from .runs import as_run, iter_chunks, run_name, sublayer_kinds
+from .sources import run_geometry
+
+ROUTING_FEATURES = ("locality", "long_range", "embedding", "entropy", "norm_entropy", "jump", "top_embedding")
+RMS_FEATURES = ("input_rms", "output_rms", "residual_rms", "grad_rms")
+BLOCK_TOKENS = 256
+MIN_DOCUMENTS = 20
+MAX_TOKEN_GROUPS = 200_000
+N_RESAMPLES = 1000
+CONFIDENCE = 0.95
+
+
+@dataclass
+class GroupedSums:
+    """features [groups, F] of additive sums; names [F]; per-sublayer facts to build statistics from."""
+
+    features: np.ndarray
+    names: list[str]
+    unit: str
+    where: str
+    sublayers: list[int] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    uniform_locality: np.ndarray | None = None  # [slots] #nearest / #sources
+    routed: np.ndarray | None = None  # [slots] bool
+
+    @property
+    def n_groups(self) -> int:
+        return self.features.shape[0]
+
+    def col(self, name: str) -> int:
+        return self.names.index(name)
+
+
+def _group_ids(chunk, unit: str, block_tokens: int) -> np.ndarray:
+    if unit == "documents":
+        return np.asarray(chunk["document"], dtype=np.int64)
+    index = np.arange(chunk.start, chunk.stop)
+    return index // block_tokens if unit == "blocks" else index
+
+
+def _choose_unit(run, unit: str) -> str:
+    if unit not in ("auto", "documents", "blocks", "tokens"):
+        raise ValueError(f"unit must be auto, documents, blocks or tokens, got {unit!r}")
+    if unit in ("auto", "documents"):
+        docs = set()
+        if "document" in run.captured:
+            for chunk in iter_chunks(run, ["document"]):
+                docs.update(np.unique(chunk["document"]).tolist())
+        docs.discard(-1)
+        if unit == "documents" and not docs:
+            raise AnalysisError(run_name(run), "no document ids recorded; use unit='blocks' or 'tokens'")
+        if unit == "auto":
+            return "documents" if len(docs) >= MIN_DOCUMENTS else "blocks"
+    if unit == "tokens" and run.n_tokens > MAX_TOKEN_GROUPS:
+        raise AnalysisError(run_name(run), f"{run.n_tokens} tokens is too many groups for a token bootstrap "
+                                           f"(at most {MAX_TOKEN_GROUPS}); use unit='blocks'")
+    return unit
+
+
+def grouped_sums(run, unit: str = "auto", k: float | None = None, block_tokens: int = BLOCK_TOKENS,
+                 chunk_tokens: int | None = None) -> GroupedSums:
+    """One streaming pass: per group, sums (and counts) of every per-token quantity per sublayer."""
+    run = as_run(run)
+    if run.n_tokens == 0:
+        raise AnalysisError(run_name(run), "the run holds no tokens")
+    unit = _choose_unit(run, unit)
+    labels = list(run.sublayer_labels)
+    n = len(labels)
+    has_alpha = "alpha" in run.captured
+    rms = [q for q in RMS_FEATURES if q in run.captured]
+    names = ["tokens"]
+    geo = kernel = None
+    if has_alpha:
+        geo = run_geometry(run)
+        kernel = RoutingKernel(geo, k, is_signed(run), run_name(run))
+        for f in ROUTING_FEATURES:
+            names += [f"{f}@{lab}" for lab in labels]
+        names += [f"norm_entropy_n@{lab}" for lab in labels]
+    for q in rms:
+        names += [f"{q}@{lab}" for lab in labels] + [f"{q}_n@{lab}" for lab in labels]
+    has_loss = "loss" in run.captured
+    if has_loss:
+        names += ["loss", "loss_n"]
+    arrays = (["alpha"] if has_alpha else []) + rms + (["loss"] if has_loss else []) + \
+        (["document"] if unit == "documents" else [])
+    index: dict[int, int] = {}
+    total = torch.zeros(0, len(names), dtype=torch.float64)
+    for chunk in iter_chunks(run, arrays, chunk_tokens):
+        t = len(chunk)
+        parts = [torch.ones(t, 1, dtype=torch.float64)]
+        if has_alpha:
+            stats = kernel.token_stats(kernel.prepare(chunk["alpha"]), chunk.start)
+            for f in ROUTING_FEATURES:
+                v = stats[f].double()
+                parts.append(torch.nan_to_num(v, nan=0.0))
+            ne = stats["norm_entropy"]
+            parts.append((~torch.isnan(ne)).double())
+        for q in rms:
+            x = torch.as_tensor(np.asarray(chunk[q], dtype=np.float64))
+            ok = torch.isfinite(x)
+            parts += [torch.where(ok, x, 0.0), ok.double()]
+        if has_loss:
+            x = torch.as_tensor(np.asarray(chunk["loss"], dtype=np.float64)).view(t, 1)
+            ok = torch.isfinite(x)
+            parts += [torch.where(ok, x, 0.0), ok.double()]
+        X = torch.cat(parts, dim=1)  # [T, F]
+        ids = _group_ids(chunk, unit, block_tokens)
+        uniq, inverse = np.unique(ids, return_inverse=True)
+        for g in uniq.tolist():
+            if g not in index:
+                index[g] = len(index)
+        rows = torch.from_numpy(np.array([index[g] for g in uniq.tolist()], dtype=np.int64)[inverse])
+        if len(index) > total.shape[0]:
+            grown = torch.zeros(max(len(index), 2 * total.shape[0]), len(names), dtype=torch.float64)
+            grown[: total.shape[0]] = total
+            total = grown
+        total.index_add_(0, rows, X)
+    features = total[: len(index)].numpy()
+    sums = GroupedSums(features, names, unit, run_name(run), list(run.sublayers), labels, sublayer_kinds(labels))
+    if geo is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sums.uniform_locality = np.where(geo.routed, geo.nearest.sum(1) / np.maximum(geo.n_sources, 1), np.nan)
+        sums.routed = geo.routed
+    return sums
+
+
+Stat = Callable[[np.ndarray], np.ndarray]
+
+
+def _per_slot(sums: GroupedSums, feature: str, count: str | None) -> Callable[[np.ndarray], np.ndarray]:
+    num = [sums.col(f"{feature}@{lab}") for lab in sums.labels]
+    den = [sums.col(f"{count}@{lab}") for lab in sums.labels] if count else [sums.col("tokens")] * len(sums.labels)
+
+    def f(x: np.ndarray) -> np.ndarray:  # [..., F] -> [..., slots]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return x[..., num] / x[..., den]
+
+    return f
+
+
+def _slope(xs: np.ndarray):
+    xc = xs - xs.mean()
+    denom = (xc**2).sum()
+
+    def f(y: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ly = np.log(y)
+            return ((ly - ly.mean(-1, keepdims=True)) * xc).sum(-1) / denom
+
+    return f
+
+
+def statistics(sums: GroupedSums) -> dict[str, Stat]:
+    """name -> function of summed features [..., F] (module docstring)."""
+    out: dict[str, Stat] = {}
+    kinds = np.asarray(sums.kinds)
+    body = np.isin(kinds, ["attn", "mlp"])
+    subl = np.asarray(sums.sublayers, dtype=float)
+    if "loss" in sums.names:
+        i, j = sums.col("loss"), sums.col("loss_n")
+        out["loss"] = lambda x, i=i, j=j: x[..., i] / x[..., j]
+    if sums.routed is not None:
+        routed = sums.routed
+        feats = {"locality": "locality", "long_range": "long_range", "embedding": "embedding", "entropy": "entropy",
+                 "norm_entropy": "norm_entropy", "jump_rate": "jump", "top_embedding_rate": "top_embedding"}
+        for name, feat in feats.items():
+            per = _per_slot(sums, feat, "norm_entropy_n" if feat == "norm_entropy" else None)
+            for lab_i, lab in enumerate(sums.labels):
+                if routed[lab_i]:
+                    out[f"{name}@{lab}"] = lambda x, per=per, i=lab_i: per(x)[..., i]
+            for suffix, sel in (("", body), ("_attn", kinds == "attn"), ("_mlp", kinds == "mlp")):
+                m = sel & routed
+                if m.any():
+                    out[name + suffix] = lambda x, per=per, m=m: np.nanmean(per(x)[..., m], axis=-1)
+        loc = _per_slot(sums, "locality", None)
+        m = body & routed
+        uni = sums.uniform_locality
+        out["locality_excess"] = lambda x: np.nanmean(loc(x)[..., m] - uni[m], axis=-1)
+        if "embedding_attn" in out and "embedding_mlp" in out:
+            ea, em = out["embedding_attn"], out["embedding_mlp"]
+            out["embedding_attn_minus_mlp"] = lambda x: ea(x) - em(x)
+        if "norm_entropy_attn" in out and "norm_entropy_mlp" in out:
+            na, nm = out["norm_entropy_attn"], out["norm_entropy_mlp"]
+            out["norm_entropy_mlp_minus_attn"] = lambda x: nm(x) - na(x)
+    for q in RMS_FEATURES:
+        if f"{q}_n@{sums.labels[0]}" not in sums.names:
+            continue
+        per = _per_slot(sums, q, f"{q}_n")
+        for i, lab in enumerate(sums.labels):
+            out[f"{q}@{lab}"] = lambda x, per=per, i=i: per(x)[..., i]
+        m = body.copy()
+        idx = np.nonzero(m)[0]
+        slope = _slope(subl[idx])
+        edge = max(1, len(idx) // 4)
+
+        def pick(x, per=per, idx=idx):
+            return per(x)[..., idx]
+
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"{q}_last_first"] = lambda x, pick=pick: pick(x)[..., -1] / pick(x)[..., 0]
+            out[f"{q}_log_slope"] = lambda x, pick=pick, slope=slope: slope(pick(x))
+            out[f"{q}_max_min"] = lambda x, pick=pick: pick(x).max(-1) / pick(x).min(-1)
+            out[f"{q}_cv"] = lambda x, pick=pick: pick(x).std(-1) / pick(x).mean(-1)
+            out[f"{q}_early_late"] = lambda x, pick=pick, e=edge: pick(x)[..., :e].mean(-1) / pick(x)[..., -e:].mean(-1)
+        # the same growth after the first transformer block (sublayers 3..L): sublayer 1 reads the raw embedding,
+        # whose small initial scale can dominate last/first on its own
+        late = idx[subl[idx] >= 3]
+        if len(late) >= 2:
+            slope3 = _slope(subl[late])
+
+            def pick3(x, per=per, late=late):
+                return per(x)[..., late]
+
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[f"{q}_last_first3"] = lambda x, pick=pick3: pick(x)[..., -1] / pick(x)[..., 0]
+                out[f"{q}_log_slope3"] = lambda x, pick=pick3, slope=slope3: slope(pick(x))
+    return out
+
+
+def param_grad_sums(run) -> GroupedSums:
+    """Per-step parameter-gradient norms as groups (one group per recorded step)."""
+    from .gradients import param_grad_matrix
+
+    run = as_run(run)
+    norm = param_grad_matrix(run)
+    per_param = param_grad_matrix(run, per_parameter=True)
+    labels = dict(zip(run.sublayers, run.sublayer_labels))
+    subs = list(norm.columns)
+    names = [f"param_grad_norm@{labels.get(s, s)}" for s in subs] + [f"param_grad_rms@{labels.get(s, s)}" for s in subs]
+    features = np.concatenate([norm.to_numpy(), per_param.to_numpy()], axis=1)
+    return GroupedSums(features, names, "steps", run_name(run), subs, [labels.get(s, str(s)) for s in subs],
+                       sublayer_kinds([labels.get(s, str(s)) for s in subs]))
+
+
+def param_grad_statistics(sums: GroupedSums) -> dict[str, Stat]:
+    out: dict[str, Stat] = {}
+    n = len(sums.labels)
+    edge = max(1, n // 4)
+    for q, offset in (("param_grad", 0), ("param_grad_rms", n)):
+        cols = list(range(offset, offset + n))
+
+        def pick(x, cols=cols):
+            return x[..., cols]
+
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"{q}_cv"] = lambda x, pick=pick: np.nanstd(pick(x), -1) / np.nanmean(pick(x), -1)
+            out[f"{q}_max_min"] = lambda x, pick=pick: np.nanmax(pick(x), -1) / np.nanmin(pick(x), -1)
+            out[f"{q}_early_late"] = lambda x, pick=pick, e=edge: np.nanmean(pick(x)[..., :e], -1) / np.nanmean(pick(x)[..., -e:], -1)
+    return out
+
+
+def _stat(sums: GroupedSums, name: str, table: dict[str, Stat] | None) -> Stat:
+    table = table if table is not None else (param_grad_statistics(sums) if sums.unit == "steps" else statistics(sums))
+    if name not in table:
+        raise AnalysisError(sums.where, f"statistic {name!r} is not available for this run "
+                                        f"(available: {', '.join(sorted(table)[:40])}{' ...' if len(table) > 40 else ''})")
+    return table[name]
+
+
+def _batch(sums: GroupedSums) -> int:
+    return max(1, int(2e7 // max(1, sums.n_groups * sums.features.shape[1])))
+
+
+def estimate(sums: GroupedSums, name: str, n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE,
+             seed: int = 0, table: dict[str, Stat] | None = None) -> dict:
+    """name, value, ci_low, ci_high, n_groups, unit: the statistic and its percentile bootstrap CI."""
+    from scipy.stats import bootstrap
+
+    f = _stat(sums, name, table)
+    x = sums.features
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        value = float(f(x.sum(0)))
+    low = high = np.nan
+    if sums.n_groups >= 2 and np.isfinite(value):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = bootstrap((np.arange(sums.n_groups),), lambda i, axis=-1: f(x[i].sum(-2)), vectorized=True,
+                            n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+                            batch=_batch(sums), random_state=np.random.default_rng(seed))
+        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return {"statistic": name, "value": value, "ci_low": low, "ci_high": high, "n_groups": sums.n_groups,
+            "unit": sums.unit}
+
+
+def compare(a: GroupedSums, b: GroupedSums, name: str, n_resamples: int = N_RESAMPLES,
+            confidence: float = CONFIDENCE, seed: int = 0) -> dict:
+    """The difference a - b of a statistic: value_a, value_b, diff, bootstrap CI, Welch t and p-value."""
+    from scipy.stats import bootstrap, ttest_ind
+
+    fa, fb = _stat(a, name, None), _stat(b, name, None)
+    xa, xb = a.features, b.features
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        va, vb = float(fa(xa.sum(0))), float(fb(xb.sum(0)))
+    low = high = np.nan
+    if a.n_groups >= 2 and b.n_groups >= 2 and np.isfinite(va - vb):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = bootstrap((np.arange(a.n_groups), np.arange(b.n_groups)),
+                            lambda i, j, axis=-1: fa(xa[i].sum(-2)) - fb(xb[j].sum(-2)), vectorized=True,
+                            paired=False, n_resamples=n_resamples, confidence_level=confidence,
+                            method="percentile", batch=max(1, min(_batch(a), _batch(b))),
+                            random_state=np.random.default_rng(seed))
+        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ga, gb = np.asarray(fa(xa), dtype=float), np.asarray(fb(xb), dtype=float)
+    ga, gb = ga[np.isfinite(ga)], gb[np.isfinite(gb)]
+    t = p = np.nan
+    if len(ga) >= 2 and len(gb) >= 2 and (ga.std() > 0 or gb.std() > 0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            test = ttest_ind(ga, gb, equal_var=False)
+        t, p = float(test.statistic), float(test.pvalue)
+    return {"statistic": name, "value_a": va, "value_b": vb, "diff": va - vb, "ci_low": low, "ci_high": high,
+            "welch_t": t, "p_value": p, "n_groups_a": a.n_groups, "n_groups_b": b.n_groups, "unit_a": a.unit,
+            "unit_b": b.unit}
+
+
+def compare_table(a: GroupedSums, b: GroupedSums, names=None, **kw) -> pd.DataFrame:
+    """compare() for every statistic both runs have (or the given names)."""
+    table_a = param_grad_statistics(a) if a.unit == "steps" else statistics(a)
+    table_b = param_grad_statistics(b) if b.unit == "steps" else statistics(b)
+    names = [n for n in table_a if n in table_b] if names is None else list(names)
+    return pd.DataFrame([compare(a, b, n, **kw) for n in names])

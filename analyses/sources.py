@@ -1,0 +1,183 @@
+"""Source geometry: how far back each source of each sublayer lies, read off the run's source labels.
+
+For position i of the sublayer axis (consumer sublayer l = sublayers[i]; L + 1 is the final mixer) and its
+j-th source, `distance[i, j]` is how far back the source lies, in the run's **unit**:
+
+  sublayers (Full AttnRes, residual, DenseFormer, adapter runs):
+    emb          sublayer 0                       distance l
+    attn{i}      the output of sublayer 2i - 1     distance l - (2i - 1)
+    mlp{i}       the output of sublayer 2i         distance l - 2i
+    sub{i}       the output of sublayer i          distance l - i       (probe.Adapter's default labels)
+    layer{j}     DenseFormer: the stream leaving transformer block j, i.e. after sublayer 2j: distance l - 2j
+  blocks (Block AttnRes; the consumer sits in block n = 1 + the number of block{m} labels it sees):
+    emb          b_0                               distance n
+    block{m}     the completed block m             distance n - m
+    partial      the current block's partial sum   distance 0
+  none (Hyper-Connections):
+    stream{k}    a parallel residual stream: it mixes every depth, so it has no distance (NaN); locality,
+                 long-range mass and jumps are undefined (NaN) for such runs, entropy and sinks still hold.
+
+So the immediate predecessor is at distance 1 (sublayers) and the partial at 0 (blocks). Labels not listed
+above get NaN. `nearest[i, j]` marks the valid source(s) with the smallest distance at position i (the
+embedding included: it is the nearest source of sublayer 1 and of the first sublayer of block 1).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .runs import sublayer_kinds
+
+# Window k of long-range mass and jumps when none is given, per unit: 4 sublayers (two transformer blocks
+# back) or 2 blocks.
+DEFAULT_K = {"sublayers": 4, "blocks": 2, "none": 4}
+
+_PATTERNS = [
+    (re.compile(r"^attn(\d+)$"), lambda m: 2 * int(m) - 1),
+    (re.compile(r"^mlp(\d+)$"), lambda m: 2 * int(m)),
+    (re.compile(r"^sub(\d+)$"), lambda m: int(m)),
+    (re.compile(r"^layer(\d+)$"), lambda m: 2 * int(m)),
+]
+_BLOCK = re.compile(r"^block(\d+)$")
+
+
+def source_sublayer(label: str) -> int | None:
+    """The sublayer whose output a sublayer-unit label names (emb -> 0), else None."""
+    if label == "emb":
+        return 0
+    for pattern, index in _PATTERNS:
+        m = pattern.match(label)
+        if m:
+            return index(m.group(1))
+    return None
+
+
+def run_unit(source_labels: Sequence[Sequence[str]]) -> str:
+    """'blocks' when any label is block{m}/partial, 'none' for stream{k}, else 'sublayers'."""
+    flat = {s for labels in source_labels for s in labels}
+    if any(_BLOCK.match(s) or s == "partial" for s in flat):
+        return "blocks"
+    if any(s.startswith("stream") for s in flat):
+        return "none"
+    return "sublayers"
+
+
+@dataclass
+class SourceGeometry:
+    """Per (sublayer-axis position, source column) facts, all [slots, max_sources] arrays.
+
+    valid: the source exists; is_embedding: it is the embedding (b_0); distance: how far back (float, NaN
+    where undefined or invalid); nearest: the valid source(s) of smallest distance. unit: 'sublayers',
+    'blocks' or 'none'. kinds: attn / mlp / final per position.
+    """
+
+    sublayers: list[int]
+    sublayer_labels: list[str]
+    source_labels: list[list[str]]
+    unit: str
+    valid: np.ndarray
+    is_embedding: np.ndarray
+    distance: np.ndarray
+    nearest: np.ndarray
+    kinds: list[str] = field(default_factory=list)
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.sublayers)
+
+    @property
+    def max_sources(self) -> int:
+        return self.valid.shape[1]
+
+    @property
+    def n_sources(self) -> np.ndarray:
+        return self.valid.sum(1)
+
+    @property
+    def has_distance(self) -> bool:
+        return self.unit != "none"
+
+    @property
+    def routed(self) -> np.ndarray:
+        """[slots] bool: the position has depth-attention weights (at least one source)."""
+        return self.n_sources > 0
+
+    def default_k(self) -> int:
+        return DEFAULT_K[self.unit]
+
+    def long_range(self, k: int) -> np.ndarray:
+        """Valid, non-embedding sources more than k back ([slots, max_sources] bool)."""
+        with np.errstate(invalid="ignore"):
+            return self.valid & ~self.is_embedding & (np.nan_to_num(self.distance, nan=-1.0) > k)
+
+    def label(self, slot: int, source: int) -> str:
+        labels = self.source_labels[slot]
+        return labels[source] if source < len(labels) else ""
+
+
+def geometry(source_labels: Sequence[Sequence[str]], sublayers: Sequence[int], sublayer_labels: Sequence[str],
+             max_sources: int | None = None) -> SourceGeometry:
+    """Build the geometry of a sublayer axis from its source labels (see the module docstring)."""
+    labels = [list(s) for s in source_labels]
+    width = max([len(s) for s in labels] + [1]) if max_sources is None else max_sources
+    slots = len(labels)
+    unit = run_unit(labels)
+    valid = np.zeros((slots, width), dtype=bool)
+    is_emb = np.zeros((slots, width), dtype=bool)
+    distance = np.full((slots, width), np.nan)
+    for i, (l, row) in enumerate(zip(sublayers, labels)):
+        valid[i, : len(row)] = True
+        block_n = 1 + sum(1 for s in row if _BLOCK.match(s))
+        for j, s in enumerate(row):
+            is_emb[i, j] = s == "emb"
+            if unit == "blocks":
+                m = _BLOCK.match(s)
+                if s == "emb":
+                    distance[i, j] = block_n
+                elif s == "partial":
+                    distance[i, j] = 0
+                elif m:
+                    distance[i, j] = block_n - int(m.group(1))
+            elif unit == "sublayers":
+                src = source_sublayer(s)
+                if src is not None:
+                    distance[i, j] = l - src
+    nearest = np.zeros_like(valid)
+    for i in range(slots):
+        d = np.where(valid[i], distance[i], np.nan)
+        if np.isfinite(d).any():
+            nearest[i] = d == np.nanmin(d)
+    return SourceGeometry(list(sublayers), list(sublayer_labels), labels, unit, valid, is_emb, distance, nearest,
+                          sublayer_kinds(sublayer_labels))
+
+
+def run_geometry(run) -> SourceGeometry:
+    """The geometry of a run (probe.Run or MemoryRun), padded to its alpha array's source width."""
+    width = None
+    if "alpha" in run.captured:
+        arrays = getattr(run, "arrays", {})
+        alpha = arrays.get("alpha") if isinstance(arrays, dict) else None
+        if alpha is not None:
+            width = alpha.shape[2]
+    return geometry(run.source_labels, run.sublayers, run.sublayer_labels, width)
+
+
+def source_table(geo: SourceGeometry):
+    """Tidy table of the geometry: sublayer, sublayer_label, kind, source, source_label, distance, is_embedding,
+    is_nearest (valid sources only)."""
+    import pandas as pd
+
+    slot, src = np.nonzero(geo.valid)
+    return pd.DataFrame({
+        "sublayer": np.asarray(geo.sublayers, dtype=np.int64)[slot],
+        "sublayer_label": np.asarray(geo.sublayer_labels, dtype=object)[slot],
+        "kind": np.asarray(geo.kinds, dtype=object)[slot],
+        "source": src.astype(np.int64),
+        "source_label": [geo.source_labels[i][j] for i, j in zip(slot, src)],
+        "distance": geo.distance[slot, src],
+        "is_embedding": geo.is_embedding[slot, src],
+        "is_nearest": geo.nearest[slot, src],
+    })
