@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from depthscope.analyses.gradients import uniformity
 from depthscope.probe import RunError
 
 from . import figures as F
@@ -183,13 +184,11 @@ def signal(cat: Catalogue, params: Params) -> go.Figure:
 
 
 def grad_uniformity(profile: pd.DataFrame) -> dict:
-    """Coefficient of variation and max/min ratio across sublayers of the mean gradient norms.
-    DASHBOARD-SIDE until depthscope.analyses' gradient-uniformity function lands."""
+    """Coefficient of variation and max/min across sublayers of the mean gradient norms
+    (depthscope.analyses.gradients.uniformity over the sublayers with a positive gradient); {} when none."""
     m = profile["mean"].to_numpy(dtype=float)
-    m = m[np.isfinite(m) & (m > 0)]
-    if m.size == 0:
-        return {}
-    return {"cv": float(m.std() / m.mean()), "max_min": float(m.max() / m.min())}
+    u = uniformity(m[np.isfinite(m) & (m > 0)])
+    return {"cv": u["cv"], "max_min": u["max_min"]} if np.isfinite(u["cv"]) else {}
 
 
 def gradients(cat: Catalogue, params: Params) -> go.Figure:
