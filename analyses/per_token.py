@@ -90,13 +90,7 @@ def token_weights(run, token: int) -> pd.DataFrame:
     mag = np.abs(np.where(geo.valid, raw, 0.0))
     share = mag / np.maximum(mag.sum(1, keepdims=True), 1e-300)
     return pd.DataFrame({
-        "sublayer": np.asarray(geo.sublayers, dtype=np.int64)[slot],
-        "sublayer_label": np.asarray(geo.sublayer_labels, dtype=object)[slot],
-        "kind": np.asarray(geo.kinds, dtype=object)[slot],
-        "source": src.astype(np.int64),
-        "source_label": [geo.source_labels[i][j] for i, j in zip(slot, src)],
-        "distance": geo.distance[slot, src],
-        "is_embedding": geo.is_embedding[slot, src],
+        **geo.columns(slot, src),
         "alpha": raw[slot, src],
         "share": share[slot, src],
     })

@@ -273,13 +273,7 @@ class RoutingAccumulator:
         with np.errstate(invalid="ignore", divide="ignore"):
             cv = np.where(mean_s > 0, std / mean_s, np.inf)
         sources = pd.DataFrame({
-            "sublayer": np.asarray(geo.sublayers, dtype=np.int64)[slot],
-            "sublayer_label": np.asarray(geo.sublayer_labels, dtype=object)[slot],
-            "kind": np.asarray(geo.kinds, dtype=object)[slot],
-            "source": src.astype(np.int64),
-            "source_label": [geo.source_labels[i][j] for i, j in zip(slot, src)],
-            "distance": geo.distance[slot, src],
-            "is_embedding": geo.is_embedding[slot, src],
+            **geo.columns(slot, src),
             "mean_alpha": self.raw_sum.numpy()[slot, src] / T,
             "mean_share": mean_s,
             "std_share": std,

@@ -113,6 +113,19 @@ class SourceGeometry:
         with np.errstate(invalid="ignore"):
             return self.valid & ~self.is_embedding & (np.nan_to_num(self.distance, nan=-1.0) > k)
 
+    def columns(self, slot: np.ndarray, src: np.ndarray) -> dict:
+        """The identifying columns of tidy (sublayer-axis position, source) rows: sublayer, sublayer_label, kind,
+        source, source_label, distance, is_embedding."""
+        return {
+            "sublayer": np.asarray(self.sublayers, dtype=np.int64)[slot],
+            "sublayer_label": np.asarray(self.sublayer_labels, dtype=object)[slot],
+            "kind": np.asarray(self.kinds, dtype=object)[slot],
+            "source": src.astype(np.int64),
+            "source_label": [self.source_labels[i][j] for i, j in zip(slot, src)],
+            "distance": self.distance[slot, src],
+            "is_embedding": self.is_embedding[slot, src],
+        }
+
     def label(self, slot: int, source: int) -> str:
         labels = self.source_labels[slot]
         return labels[source] if source < len(labels) else ""
@@ -171,13 +184,4 @@ def source_table(geo: SourceGeometry):
     import pandas as pd
 
     slot, src = np.nonzero(geo.valid)
-    return pd.DataFrame({
-        "sublayer": np.asarray(geo.sublayers, dtype=np.int64)[slot],
-        "sublayer_label": np.asarray(geo.sublayer_labels, dtype=object)[slot],
-        "kind": np.asarray(geo.kinds, dtype=object)[slot],
-        "source": src.astype(np.int64),
-        "source_label": [geo.source_labels[i][j] for i, j in zip(slot, src)],
-        "distance": geo.distance[slot, src],
-        "is_embedding": geo.is_embedding[slot, src],
-        "is_nearest": geo.nearest[slot, src],
-    })
+    return pd.DataFrame({**geo.columns(slot, src), "is_nearest": geo.nearest[slot, src]})

@@ -12,12 +12,13 @@ import hashlib
 import json
 import math
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from depthscope.atomic import atomic_write as _atomic_write
 
 from .. import __version__
 from .config import ModelConfig
@@ -53,25 +54,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call write(binary file) on a temporary file beside `path`, fsync it, then rename it over `path`."""
-    # os.open with mode 0o666 (not mkstemp's 0o600) so the file gets the usual umask-derived permissions.
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _json_safe(value: Any) -> Any:

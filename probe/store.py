@@ -19,15 +19,15 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from depthscope.atomic import atomic_write
 
 from .batch import SUBLAYER_FIELDS, TOKEN_DTYPES, TOKEN_FIELDS, BatchRecord
 from .errors import RunError
@@ -61,35 +61,13 @@ def shard_name(rank: int) -> str:
 
 
 def atomic_write_json(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file beside `path`, fsync, rename over `path` (readers see old or new)."""
+    """Write JSON atomically (readers see the old file or the new one)."""
     text = json.dumps(data, indent=1, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, lambda handle: frame.to_parquet(handle, index=False))
 
 
 def code_version() -> str:
