@@ -10,10 +10,11 @@ from .routing import cell_distribution, routing_difference, routing_heatmap
 from .signal import signal_vs_depth
 from .statistics import ablation_vs_mass, jump_histogram, long_range_per_sublayer, sinks
 from .style import empty_figure
+from .sweep import sweep_lines
 from .tokens import norm_profile, token_heatmap, token_text
 
 __all__ = [
     "ablation_vs_mass", "cell_distribution", "empty_figure", "gradients_vs_depth", "jump_histogram",
     "long_range_per_sublayer", "mixing_matrices", "norm_profile", "routing_difference", "routing_heatmap", "signal_vs_depth",
-    "sinks", "statistic_over_steps", "token_heatmap", "token_text", "uniformity_over_steps",
+    "sinks", "statistic_over_steps", "sweep_lines", "token_heatmap", "token_text", "uniformity_over_steps",
 ]

@@ -1,0 +1,134 @@
+"""`depthscope sweep`: a block-size sweep and a depth-versus-width sweep, trained here and drawn.
+
+block size   one shape (n_layers transformer blocks, L = 2 n_layers sublayers); Block AttnRes with S = 1 (Full),
+             2, 4, ... up to S = L (N = 1), and the residual baseline, all at the same token budget. The paper's
+             16-block model stays near its best for S = 2..8 and drifts towards the baseline at S = 16 and 32.
+depth-width  a fixed parameter budget P ~ 12 n_layers d^2 spread over several depths (d rounded to a multiple of
+             2 * heads); residual against Block AttnRes at each shape. The paper finds AttnRes ahead at every
+             shape, with its best shape deeper and narrower than the baseline's.
+
+Output: OUT/block_size.csv, OUT/depth_width.csv (one row per trained model, seeds averaged with 95 % t-intervals)
+and the two figures as SVG (OUT/block_size.svg, OUT/depth_width.svg).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass
+class SweepConfig:
+    out: Path
+    budget_tokens: int = 300_000
+    seeds: tuple[int, ...] = (0, 1)
+    corpus: str = "pydoc"
+    n_layers: int = 8  # block-size sweep shape
+    d_model: int = 64
+    n_heads: int = 4
+    depths: tuple[int, ...] = (2, 4, 8, 16)  # depth-width sweep: transformer blocks
+    parameter_budget: int = 400_000  # depth-width sweep: parameters in the transformer blocks
+    n_blocks: int = 4  # Block AttnRes blocks in the depth-width sweep
+    seq_len: int = 128
+    batch_size: int = 16
+    lr: float = 3e-3
+    device: str = "cpu"
+    progress: bool = True
+
+
+def _train_loss(cfg: SweepConfig, corpus, seed: int, **model) -> float:
+    from depthscope.models.config import ModelConfig
+    from depthscope.models.train import TrainConfig, train
+
+    steps = max(1, cfg.budget_tokens // (cfg.batch_size * cfg.seq_len))
+    model_cfg = ModelConfig(vocab_size=256, max_seq_len=cfg.seq_len, **model)
+    train_cfg = TrainConfig(steps=steps, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr,
+                            warmup_steps=max(1, steps // 10), eval_every=0, seed=seed, device=cfg.device)
+    return train(model_cfg, train_cfg, corpus, progress=cfg.progress).final_heldout_loss
+
+
+def _summarise(rows: list[dict], keys: list[str]) -> pd.DataFrame:
+    from scipy import stats
+
+    frame = pd.DataFrame(rows)
+    out = []
+    for key, group in frame.groupby(keys, sort=False):
+        losses = group["loss"].to_numpy(dtype=float)
+        half = float(stats.t.ppf(0.975, len(losses) - 1) * losses.std(ddof=1) / math.sqrt(len(losses))) \
+            if len(losses) > 1 else float("nan")
+        out.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))), "seeds": len(losses),
+                    "loss": float(losses.mean()), "loss_low": float(losses.mean() - half),
+                    "loss_high": float(losses.mean() + half)})
+    return pd.DataFrame(out)
+
+
+def block_sizes(n_sublayers: int) -> list[int]:
+    """S = 1, 2, 4, ... up to L (each S gives N = ceil(L / S) blocks)."""
+    sizes, size = [], 1
+    while size < n_sublayers:
+        sizes.append(size)
+        size *= 2
+    return sizes + [n_sublayers]
+
+
+def block_size_sweep(cfg: SweepConfig, corpus) -> pd.DataFrame:
+    shape = dict(d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads)
+    L = 2 * cfg.n_layers
+    rows = []
+    for seed in cfg.seeds:
+        rows.append(dict(series="residual", block_size=0, n_blocks=0, seed=seed,
+                         loss=_train_loss(cfg, corpus, seed, mixer="residual", **shape)))
+        for size in block_sizes(L):
+            n_blocks = math.ceil(L / size)
+            rows.append(dict(series="block_attnres", block_size=size, n_blocks=n_blocks, seed=seed,
+                             loss=_train_loss(cfg, corpus, seed, mixer="block_attnres", n_blocks=n_blocks, **shape)))
+    return _summarise(rows, ["series", "block_size", "n_blocks"])
+
+
+def width_for(parameter_budget: int, n_layers: int, n_heads: int) -> int:
+    """d with 12 n_layers d^2 closest to the budget, a multiple of 2 * n_heads (even rotary head size)."""
+    unit = 2 * n_heads
+    return max(unit, unit * round(math.sqrt(parameter_budget / (12 * n_layers)) / unit))
+
+
+def depth_width_sweep(cfg: SweepConfig, corpus) -> pd.DataFrame:
+    rows = []
+    for seed in cfg.seeds:
+        for depth in cfg.depths:
+            d = width_for(cfg.parameter_budget, depth, cfg.n_heads)
+            for mixer in ("residual", "block_attnres"):
+                loss = _train_loss(cfg, corpus, seed, mixer=mixer, n_layers=depth, d_model=d, n_heads=cfg.n_heads,
+                                   n_blocks=min(cfg.n_blocks, 2 * depth))
+                rows.append(dict(series=mixer, n_layers=depth, d_model=d, params=12 * depth * d * d, seed=seed,
+                                 loss=loss))
+    return _summarise(rows, ["series", "n_layers", "d_model", "params"])
+
+
+def sweep(cfg: SweepConfig, kinds: tuple[str, ...] = ("block_size", "depth_width")) -> list[Path]:
+    from depthscope.dashboard.export import line_bytes
+    from depthscope.dashboard.figures import sweep_lines
+    from depthscope.models.data import load_corpus
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    corpus = load_corpus(cfg.corpus, seed=0)
+    written = []
+    if "block_size" in kinds:
+        table = block_size_sweep(cfg, corpus)
+        table.to_csv(cfg.out / "block_size.csv", index=False)
+        base = table[table.series == "residual"]["loss"]
+        fig = sweep_lines(table[table.series != "residual"], "block_size", "sublayers per block S (1 = Full AttnRes)",
+                          f"Block size sweep ({2 * cfg.n_layers} sublayers, d={cfg.d_model}, "
+                          f"{cfg.budget_tokens:,} tokens)", log_x=True,
+                          baseline=float(base.iloc[0]) if len(base) else None)
+        (cfg.out / "block_size.svg").write_bytes(line_bytes(fig, "svg", "single"))
+        written += [cfg.out / "block_size.csv", cfg.out / "block_size.svg"]
+    if "depth_width" in kinds:
+        table = depth_width_sweep(cfg, corpus)
+        table.to_csv(cfg.out / "depth_width.csv", index=False)
+        fig = sweep_lines(table, "n_layers", "transformer blocks (width shrinks to keep parameters fixed)",
+                          f"Depth against width at ~{cfg.parameter_budget:,} parameters", log_x=True)
+        (cfg.out / "depth_width.svg").write_bytes(line_bytes(fig, "svg", "single"))
+        written += [cfg.out / "depth_width.csv", cfg.out / "depth_width.svg"]
+    return written
