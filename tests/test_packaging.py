@@ -117,6 +117,12 @@ def test_wheel_contains_every_source_subpackage(wheel: Path) -> None:
     assert not missing, "files missing from the wheel:\n  " + "\n  ".join(missing)
 
 
+def test_wheel_carries_the_dashboard_stylesheet_and_the_run_schema(wheel: Path) -> None:
+    names = set(_wheel_names(wheel))
+    assert "depthscope/dashboard/assets/style.css" in names
+    assert "depthscope/probe/SCHEMA.md" in names
+
+
 def test_wheel_console_script_target_is_packaged(wheel: Path) -> None:
     names = _wheel_names(wheel)
     eps = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
