@@ -7,7 +7,8 @@ Stages (each skipped when its output already exists with the same settings, so a
   2. record  each seed-0 checkpoint over held-out text with gradients, into runs/<name>/.
   3. report  analyses and figures; report.md sets the paper's findings beside what was measured here.
 
-Output layout: OUT/checkpoints/<name>/, OUT/runs/<name>/, OUT/losses.csv, OUT/figures/, OUT/report.md.
+Output layout: OUT/checkpoints/<name>/ (seed 0, float16 weights), OUT/seeds/ (the other seeds' checkpoints, not
+part of the bundle), OUT/runs/<name>/, OUT/losses.csv, OUT/figures/, OUT/analysis/, OUT/report.md.
 """
 from __future__ import annotations
 
@@ -94,7 +95,8 @@ def train_all(cfg: ReproduceConfig) -> pd.DataFrame:
         model_cfg = cfg.model_config(name)
         every = max(1, cfg.steps // cfg.evolution_checkpoints) if (name == "block_attnres" and seed == cfg.seeds[0]) else 0
         train_cfg = cfg.train_config(seed, save_every=every)
-        directory = cfg.out / "checkpoints" / (name if seed == cfg.seeds[0] else f"{name}_seed{seed}")
+        # Seed 0 is the bundle; the other seeds only give loss intervals and stay out of it (OUT/seeds/).
+        directory = cfg.out / "checkpoints" / name if seed == cfg.seeds[0] else cfg.out / "seeds" / f"{name}_seed{seed}"
         if not _done(directory, model_cfg, train_cfg):
             if directory.exists():
                 shutil.rmtree(directory)
@@ -115,6 +117,27 @@ def train_all(cfg: ReproduceConfig) -> pd.DataFrame:
     losses = pd.DataFrame(rows)
     losses.to_csv(cfg.out / "losses.csv", index=False)
     return losses
+
+
+def compact(cfg: ReproduceConfig) -> None:
+    """Keep the bundle small: bundled checkpoints store float16 weights (loading restores float32), and the last
+    step checkpoint of the evolution training, a copy of the final one, is dropped."""
+    import torch
+    from safetensors import safe_open
+
+    from depthscope.models.checkpoint import WEIGHTS_FILE, find_checkpoints, load_checkpoint, save_checkpoint
+
+    final_steps = cfg.steps
+    for name in [*cfg.mixers, RECALL_NAME]:
+        for directory in find_checkpoints(cfg.out / "checkpoints" / name):
+            if directory.name == f"step_{final_steps:06d}":
+                shutil.rmtree(directory)
+                continue
+            with safe_open(str(directory / WEIGHTS_FILE), framework="pt") as handle:
+                if handle.get_tensor("embed.weight").dtype == torch.float16:
+                    continue
+            model, info = load_checkpoint(directory)
+            save_checkpoint(model, directory, info.training, info.tokenizer, storage_dtype=torch.float16)
 
 
 def record_all(cfg: ReproduceConfig) -> list[Path]:
@@ -331,5 +354,6 @@ def _demote_headings(markdown: str) -> str:
 def reproduce(cfg: ReproduceConfig) -> Path:
     write_settings(cfg)
     losses = train_all(cfg)
+    compact(cfg)
     record_all(cfg)
     return write_report(cfg, losses)

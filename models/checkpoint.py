@@ -72,14 +72,20 @@ def save_checkpoint(
     directory: str | Path,
     training: dict | None = None,
     tokenizer: ByteTokenizer | None = None,
+    storage_dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write `model` (its cfg and state dict) to `directory` (created if needed); return the directory."""
+    """Write `model` (its cfg and state dict) to `directory` (created if needed); return the directory.
+
+    storage_dtype (e.g. torch.float16) stores floating-point tensors in that precision, halving the file for
+    shipping; loading converts them back to the model's dtype."""
     from safetensors.torch import save
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights_path, meta_path = directory / WEIGHTS_FILE, directory / META_FILE
     tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in model.state_dict().items()}
+    if storage_dtype is not None:
+        tensors = {name: t.to(storage_dtype) if t.is_floating_point() else t for name, t in tensors.items()}
     payload = save(tensors, metadata={"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)})
     # An old checkpoint.json must not survive next to new weights: without it the directory reads incomplete.
     try:
@@ -195,12 +201,14 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
                 f"{weights_path}: tensor {name} has shape {tuple(tensor.shape)}, the config in {META_FILE} "
                 f"needs {tuple(expected[name].shape)}"
             )
-        if tensor.dtype != expected[name].dtype:
+        lower_precision = tensor.is_floating_point() and expected[name].is_floating_point()
+        if tensor.dtype != expected[name].dtype and not lower_precision:
             raise CheckpointError(
                 f"{weights_path}: tensor {name} has dtype {tensor.dtype}, expected {expected[name].dtype}"
             )
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{weights_path}: tensor {name} holds NaN or infinite values")
+    # Weights stored in a lower precision (save_checkpoint's storage_dtype) are converted to the model's dtype.
     model.load_state_dict(tensors, strict=True)
     model.to(device)
     model.eval()

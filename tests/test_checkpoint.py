@@ -255,3 +255,34 @@ def test_crash_while_writing_leaves_no_complete_looking_checkpoint(tmp_path, mon
     with pytest.raises(CheckpointError, match=rf"{META_FILE}: missing"):
         load_checkpoint(directory)
     assert not [p for p in directory.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_float16_storage_round_trip_and_integer_mismatch(tmp_path):
+    import torch
+
+    from depthscope.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from depthscope.models.config import ModelConfig
+    from depthscope.models.transformer import DepthTransformer
+
+    torch.manual_seed(0)
+    model = DepthTransformer(ModelConfig(mixer="block_attnres", d_model=32, n_layers=2, n_heads=2, n_blocks=2,
+                                         max_seq_len=16)).eval()
+    small = save_checkpoint(model, tmp_path / "half", storage_dtype=torch.float16)
+    full = save_checkpoint(model, tmp_path / "full")
+    assert (small / "model.safetensors").stat().st_size < 0.6 * (full / "model.safetensors").stat().st_size
+    loaded, _ = load_checkpoint(small)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    tokens = torch.randint(0, 256, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(tokens), model(tokens), atol=2e-2, rtol=0)
+        assert not torch.equal(loaded(tokens), model(tokens)), "float16 storage must round the weights"
+    # An integer tensor where a float is expected is still refused.
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(full / "model.safetensors")
+    name = next(iter(tensors))
+    tensors[name] = tensors[name].to(torch.int32)
+    bad = save_checkpoint(model, tmp_path / "bad")
+    save_file(tensors, bad / "model.safetensors")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(bad)
