@@ -16,6 +16,32 @@ os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager: use the chromed
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
+def _keep_library_threads_alive() -> None:
+    """dash[testing] stops its threaded server by raising SystemExit in EVERY thread started after the server
+    (KillerThread.kill). When a browser test is the first to use zarr, that includes zarr's event-loop and
+    executor threads; once they are killed every later zarr call waits forever (seen as hung tests). Only the
+    server's own threads may be stopped."""
+    import threading
+
+    from dash.testing import application_runners
+
+    original = application_runners.KillerThread.kill
+    if getattr(original, "_keeps_library_threads", False):
+        return
+
+    def kill(self):
+        library = [t.ident for t in threading.enumerate()
+                   if t.name == "zarr_io" or t.name.startswith(("asyncio_", "zarr_pool"))]
+        self._old_threads = list(self._old_threads) + library
+        original(self)
+
+    kill._keeps_library_threads = True
+    application_runners.KillerThread.kill = kill
+
+
+_keep_library_threads_alive()
+
+
 def pytest_setup_options():
     """Options for dash_duo's Chrome: the Debian Chromium, headless, sandbox off, no background network."""
     from selenium.webdriver.chrome.options import Options
