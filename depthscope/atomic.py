@@ -1,11 +1,14 @@
-"""Crash-safe file writes, shared by checkpoints (models/) and runs (probe/): readers see the old file or the new
-one, never half of one. A leaf module: it imports nothing from depthscope."""
+"""Safe file writes, shared by checkpoints (models/) and runs (probe/): crash-safe replacement (readers see the old
+file or the new one, never half of one) and JSON-safe values. A leaf module: it imports nothing from depthscope."""
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
+
+import numpy as np
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -25,3 +28,21 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def json_safe(value: Any) -> Any:
+    """value with non-finite floats as None (not valid JSON), numpy scalars as Python numbers and paths as
+    strings, recursively through dicts, lists and tuples."""
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

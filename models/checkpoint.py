@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 
 from depthscope.atomic import atomic_write as _atomic_write
+from depthscope.atomic import json_safe
 
 from .. import __version__
 from .config import ModelConfig
@@ -56,17 +56,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _json_safe(value: Any) -> Any:
-    """Replace non-finite floats (not valid JSON) with None, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def save_checkpoint(
     model: DepthTransformer,
     directory: str | Path,
@@ -100,7 +89,7 @@ def save_checkpoint(
         "model_config": model.cfg.to_dict(),
         "tokenizer": (tokenizer or ByteTokenizer()).to_dict(),
         "weights": {"file": WEIGHTS_FILE, "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()},
-        "training": _json_safe(dict(training or {})),
+        "training": json_safe(dict(training or {})),
     }
     text = json.dumps(meta, indent=1, allow_nan=False) + "\n"
     _atomic_write(meta_path, lambda handle: handle.write(text.encode("utf-8")))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from depthscope.atomic import atomic_write
+from depthscope.atomic import atomic_write, json_safe
 
 from .batch import SUBLAYER_FIELDS, TOKEN_DTYPES, TOKEN_FIELDS, BatchRecord
 from .errors import RunError
@@ -86,22 +85,6 @@ def code_version() -> str:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return _json_safe(float(value))
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def array_specs(layout: Layout) -> dict[str, dict]:
@@ -213,7 +196,7 @@ class RunWriter:
         for key, value in {**meta, **self.meta}.items():
             if key in ("format", "schema_version", "status"):
                 continue
-            self.manifest[key] = _json_safe(value)
+            self.manifest[key] = json_safe(value)
         if self.rank == 0:
             atomic_write_json(manifest_path, self.manifest)
         group = zarr.open_group(str(self.shard_dir), mode="w", zarr_format=3)
