@@ -74,6 +74,19 @@ class GroupedSums:
         return self.names.index(name)
 
 
+def seed_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): Student-t interval of the mean of a few independent values (e.g. one loss per training
+    seed); low and high are NaN for fewer than two values."""
+    from scipy import stats
+
+    v = np.asarray(pd.Series(values, dtype=float).dropna())
+    mean = float(v.mean()) if len(v) else float("nan")
+    if len(v) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return mean, mean - half, mean + half
+
+
 def _group_ids(chunk, unit: str, block_tokens: int) -> np.ndarray:
     if unit == "documents":
         return np.asarray(chunk["document"], dtype=np.int64)

@@ -143,21 +143,24 @@ def token_heatmap(cat: Catalogue, params: Params) -> go.Figure:
                            f"{F.style.STAT_NAMES.get(stat, stat)} per token and sublayer ({run_id})")
 
 
-def token_routing(cat: Catalogue, params: Params) -> go.Figure:
-    run_id = need_run(params)
+def _clicked_token(cat: Catalogue, params: Params):
+    """(the run's data, the token chosen in the URL, or None when none or out of range)."""
+    data = cat.ready_data(need_run(params))
     token = _int(params, "token")
-    data = cat.ready_data(run_id)
-    if token is None or not 0 <= token < data.run.n_tokens:
+    return data, token if token is not None and 0 <= token < data.run.n_tokens else None
+
+
+def token_routing(cat: Catalogue, params: Params) -> go.Figure:
+    data, token = _clicked_token(cat, params)
+    if token is None:
         return F.empty_figure("Click a token in the text to see its own routing.", "One token's depth attention")
     return F.routing_heatmap(data.token_matrix(token), f"Token {token} '{data.context(token, 8, 4)}'",
                              columns=data.columns, colorbar_title="weight")
 
 
 def token_norms(cat: Catalogue, params: Params) -> go.Figure:
-    run_id = need_run(params)
-    token = _int(params, "token")
-    data = cat.ready_data(run_id)
-    if token is None or not 0 <= token < data.run.n_tokens:
+    data, token = _clicked_token(cat, params)
+    if token is None:
         return F.empty_figure("Click a token in the text to see its norm profile.", "Norm profile")
     return F.norm_profile(data.token_norms(token), f"Norm profile of token {token}")
 

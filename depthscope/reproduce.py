@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -49,7 +49,6 @@ class ReproduceConfig:
     recall_budget_tokens: int = 500_000
     mixers: tuple[str, ...] = tuple(MIXER_VARIANTS)
     progress: bool = True
-    extra: dict = field(default_factory=dict)
 
     @property
     def steps(self) -> int:
@@ -103,7 +102,7 @@ def train_all(cfg: ReproduceConfig) -> pd.DataFrame:
             train(model_cfg, train_cfg, corpus, out_dir=directory, progress=cfg.progress)
         training = read_checkpoint_info(directory).training
         rows.append(dict(mixer=name, seed=seed, steps=training["steps"], tokens=training["tokens_seen"],
-                         params=None, first_heldout_loss=training["first_heldout_loss"],
+                         first_heldout_loss=training["first_heldout_loss"],
                          final_heldout_loss=training["final_heldout_loss"],
                          final_train_loss=training["final_train_loss"], tokens_per_s=training["tokens_per_s"],
                          checkpoint=str(directory.relative_to(cfg.out))))
@@ -178,15 +177,7 @@ def write_settings(cfg: ReproduceConfig) -> None:
 def loss_table(losses: pd.DataFrame, baseline: str = "residual") -> pd.DataFrame:
     """Final held-out loss per mixer over seeds: mean, 95 % t-interval, and the seed-paired difference to the
     baseline with its own 95 % t-interval (the same seed gives the same data order to every mixer)."""
-    from scipy import stats
-
-    def interval(values) -> tuple[float, float, float]:
-        values = pd.Series(values, dtype=float).dropna()
-        mean = float(values.mean())
-        if len(values) < 2:
-            return mean, float("nan"), float("nan")
-        half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / len(values) ** 0.5)
-        return mean, mean - half, mean + half
+    from depthscope.analyses.compare import seed_interval as interval
 
     base = losses[losses.mixer == baseline].set_index("seed")["final_heldout_loss"]
     rows = []

@@ -50,17 +50,13 @@ def _train_loss(cfg: SweepConfig, corpus, seed: int, **model) -> float:
 
 
 def _summarise(rows: list[dict], keys: list[str]) -> pd.DataFrame:
-    from scipy import stats
+    from depthscope.analyses.compare import seed_interval
 
-    frame = pd.DataFrame(rows)
     out = []
-    for key, group in frame.groupby(keys, sort=False):
-        losses = group["loss"].to_numpy(dtype=float)
-        half = float(stats.t.ppf(0.975, len(losses) - 1) * losses.std(ddof=1) / math.sqrt(len(losses))) \
-            if len(losses) > 1 else float("nan")
-        out.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))), "seeds": len(losses),
-                    "loss": float(losses.mean()), "loss_low": float(losses.mean() - half),
-                    "loss_high": float(losses.mean() + half)})
+    for key, group in pd.DataFrame(rows).groupby(keys, sort=False):
+        loss, low, high = seed_interval(group["loss"])
+        out.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))), "seeds": len(group),
+                    "loss": loss, "loss_low": low, "loss_high": high})
     return pd.DataFrame(out)
 
 
