@@ -284,5 +284,13 @@ def test_float16_storage_round_trip_and_integer_mismatch(tmp_path):
     tensors[name] = tensors[name].to(torch.int32)
     bad = save_checkpoint(model, tmp_path / "bad")
     save_file(tensors, bad / "model.safetensors")
-    with pytest.raises(CheckpointError):
+    # Keep the recorded size and hash true, so that the dtype check itself is what refuses it.
+    import hashlib
+    import json
+
+    payload = (bad / "model.safetensors").read_bytes()
+    meta = json.loads((bad / "checkpoint.json").read_text())
+    meta["weights"].update(bytes=len(payload), sha256=hashlib.sha256(payload).hexdigest())
+    (bad / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="dtype"):
         load_checkpoint(bad)
