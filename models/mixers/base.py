@@ -1,4 +1,4 @@
-"""The interface every depth mixer implements: how sublayer inputs are formed from what came before."""
+"""The interface every depth mixer implements, and the source-stacking helpers the AttnRes mixers share."""
 from __future__ import annotations
 
 from typing import Any
@@ -28,7 +28,40 @@ class DepthMixer(nn.Module):
         raise NotImplementedError
 
 
+class SourceStack:
+    """Tensors [batch, tokens, k] stacked along a new axis -2 as they arrive -> `tensor` [batch, tokens, n, k].
+
+    Without autograd every append writes into one buffer allocated for `capacity` entries, so nothing is
+    re-copied as the stack grows. With autograd it concatenates instead: writing into a buffer that an earlier
+    mix saved for its backward pass would invalidate that pass. Either way `tensor` is a fresh view per append,
+    and entries already appended are never written again.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.size = 0
+        self._buffer: torch.Tensor | None = None
+        self.tensor: torch.Tensor | None = None
+
+    def append(self, value: torch.Tensor) -> None:
+        value = value.unsqueeze(-2)  # [batch, tokens, 1, k]
+        if torch.is_grad_enabled() and value.requires_grad:
+            self.tensor = value if self.tensor is None else torch.cat([self.tensor, value], dim=-2)
+        else:
+            if self._buffer is None:
+                self._buffer = value.new_empty(*value.shape[:-2], self.capacity, value.shape[-1])
+            self._buffer[..., self.size : self.size + 1, :] = value
+            self.tensor = self._buffer[..., : self.size + 1, :]
+        self.size += 1
+
+
+def weighted_sum_stacked(weights: torch.Tensor, stacked: torch.Tensor) -> torch.Tensor:
+    """sum_i weights[..., i] * stacked[..., i, :]; weights [batch, tokens, n], stacked [batch, tokens, n, d]."""
+    if stacked.shape[-2] == 1:  # a batched [1 x 1] @ [1 x d] product is far slower than the plain scaling
+        return stacked[..., 0, :] * weights
+    return (weights.unsqueeze(-2) @ stacked).squeeze(-2)  # [batch, tokens, d]
+
+
 def weighted_sum(weights: torch.Tensor, values: list[torch.Tensor]) -> torch.Tensor:
     """sum_i weights[..., i] * values[i]; weights [batch, tokens, sources], each value [batch, tokens, d]."""
-    stacked = torch.stack(values, dim=-2)  # [batch, tokens, sources, d]
-    return (weights.unsqueeze(-2) @ stacked).squeeze(-2)  # [batch, tokens, d]
+    return weighted_sum_stacked(weights, torch.stack(values, dim=-2))  # stacked [batch, tokens, sources, d]
