@@ -1,4 +1,4 @@
-"""The interface every depth mixer implements, and the source-stacking helpers the AttnRes mixers share."""
+"""The interface every depth mixer implements, and a growing stack the AttnRes mixers keep their logits in."""
 from __future__ import annotations
 
 from typing import Any
@@ -55,13 +55,7 @@ class SourceStack:
         self.size += 1
 
 
-def weighted_sum_stacked(weights: torch.Tensor, stacked: torch.Tensor) -> torch.Tensor:
-    """sum_i weights[..., i] * stacked[..., i, :]; weights [batch, tokens, n], stacked [batch, tokens, n, d]."""
-    if stacked.shape[-2] == 1:  # a batched [1 x 1] @ [1 x d] product is far slower than the plain scaling
-        return stacked[..., 0, :] * weights
-    return (weights.unsqueeze(-2) @ stacked).squeeze(-2)  # [batch, tokens, d]
-
-
 def weighted_sum(weights: torch.Tensor, values: list[torch.Tensor]) -> torch.Tensor:
     """sum_i weights[..., i] * values[i]; weights [batch, tokens, sources], each value [batch, tokens, d]."""
-    return weighted_sum_stacked(weights, torch.stack(values, dim=-2))  # stacked [batch, tokens, sources, d]
+    stacked = torch.stack(values, dim=-2)  # [batch, tokens, sources, d]
+    return (weights.unsqueeze(-2) @ stacked).squeeze(-2)  # [batch, tokens, d]

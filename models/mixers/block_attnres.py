@@ -24,7 +24,8 @@ from torch import nn
 from ..config import ModelConfig
 from ..layers import NORM_EPS
 from ..taps import Tap
-from .base import DepthMixer, SourceStack, weighted_sum_stacked
+from .base import DepthMixer, SourceStack
+from .source_bank import SourceBank
 from .full_attnres import PseudoQueries
 
 
@@ -41,7 +42,7 @@ class PhaseOne:
 class BlockState:
     # Completed blocks b_0 .. b_{n-1}, and their logits against every mixer (queries are static, so one matmul
     # per completed block gives them for all later consumers).
-    blocks: SourceStack  # [batch, tokens, n, d]
+    blocks: SourceBank  # [batch, tokens, n, d]
     block_logits: SourceStack  # [batch, tokens, n, L + 1]
     queries: torch.Tensor  # w * g [mixers, d]
     partial: torch.Tensor | None = None  # p [batch, tokens, d]
@@ -72,7 +73,8 @@ class BlockAttnResMixer(DepthMixer):
         self.partial_taps = nn.ModuleList(Tap("partial", l) for l in range(1, total + 1))
 
     def start(self, embedding: torch.Tensor) -> BlockState:
-        state = BlockState(SourceStack(self.n_sources_max), SourceStack(self.n_sources_max), self.depth.effective())
+        blocks = SourceBank(self.n_sources_max, rows=len(self.alpha_taps))
+        state = BlockState(blocks, SourceStack(self.n_sources_max), self.depth.effective())
         self._complete_block(state, embedding)
         return state
 
@@ -93,7 +95,7 @@ class BlockAttnResMixer(DepthMixer):
             logits = torch.cat([logits, self._partial_logit(state, index)], dim=-1)
         alpha = self.alpha_taps[index - 1](torch.softmax(logits, dim=-1))  # [batch, tokens, sources]
         completed = state.blocks.size
-        mixed = weighted_sum_stacked(alpha[..., :completed], state.blocks.tensor)  # [batch, tokens, d]
+        mixed = state.blocks.mix(alpha[..., :completed].unsqueeze(-2)).squeeze(-2)  # [batch, tokens, d]
         return torch.addcmul(mixed, alpha[..., completed:], state.partial) if position > 0 else mixed
 
     def _phase_one(self, state: BlockState, first: int, last: int) -> PhaseOne:
@@ -101,7 +103,7 @@ class BlockAttnResMixer(DepthMixer):
         logits = state.block_logits.tensor[..., first - 1 : last].transpose(-1, -2).contiguous()  # [b, t, S, n]
         log_norm = torch.logsumexp(logits, dim=-1, keepdim=True)
         weights = torch.exp(logits - log_norm)
-        return PhaseOne(weights, log_norm, weights @ state.blocks.tensor)
+        return PhaseOne(weights, log_norm, state.blocks.mix(weights))
 
     def _two_phase(self, state: BlockState, index: int, position: int, first: int, last: int) -> torch.Tensor:
         if position == 0:
@@ -132,4 +134,4 @@ class BlockAttnResMixer(DepthMixer):
     def finish(self, state: BlockState) -> torch.Tensor:
         final = len(self.alpha_taps)
         alpha = self.alpha_taps[final - 1](torch.softmax(state.block_logits.tensor[..., final - 1], dim=-1))
-        return weighted_sum_stacked(alpha, state.blocks.tensor)  # [batch, tokens, d]
+        return state.blocks.mix(alpha.unsqueeze(-2)).squeeze(-2)  # [batch, tokens, d]

@@ -7,7 +7,7 @@ own query and key norm (index L + 1) mixes all L + 1 sources for the final norm.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -15,7 +15,8 @@ from torch import nn
 from ..config import ModelConfig, sublayer_label
 from ..layers import unit_rms
 from ..taps import Tap
-from .base import DepthMixer, weighted_sum
+from .base import DepthMixer, SourceStack
+from .source_bank import SourceBank
 
 
 class PseudoQueries(nn.Module):
@@ -38,9 +39,11 @@ class PseudoQueries(nn.Module):
 
 @dataclass
 class FullState:
-    values: list[torch.Tensor]  # v_0 .. v_{l-1}, each [batch, tokens, d]
-    logits: list[torch.Tensor] = field(default_factory=list)  # logits[i]: v_i against mixers i+1..L+1
-    queries: torch.Tensor | None = None  # w * g [mixers, d], formed once per forward
+    # Sources v_0 .. v_{l-1} and their logits against every mixer: queries are static, so one matmul per source
+    # gives its logits for all consumers at once.
+    values: SourceBank  # [batch, tokens, sources, d]
+    logits: SourceStack  # [batch, tokens, sources, L + 1]
+    queries: torch.Tensor  # w * g [mixers, d], formed once per forward
 
 
 class FullAttnResMixer(DepthMixer):
@@ -53,21 +56,19 @@ class FullAttnResMixer(DepthMixer):
         )
 
     def _add_source(self, state: FullState, value: torch.Tensor) -> None:
-        # Source i feeds mixers i+1..L+1: its logits for all of them come from one matmul, since queries are static.
-        first_consumer = len(state.values) + 1
         state.values.append(value)
-        state.logits.append(self.depth.logits(value, first_consumer, state.queries))
+        state.logits.append(self.depth.logits(value, 1, state.queries))
 
     def start(self, embedding: torch.Tensor) -> FullState:
-        state = FullState(values=[], queries=self.depth.effective())
+        capacity = len(self.alpha_taps)
+        state = FullState(SourceBank(capacity, rows=capacity), SourceStack(capacity), self.depth.effective())
         self._add_source(state, embedding)
         return state
 
     def _mix(self, state: FullState, index: int) -> torch.Tensor:
-        # logits[i][..., index - 1 - i] is source i seen by mixer `index`.
-        logits = torch.stack([lg[..., index - 1 - i] for i, lg in enumerate(state.logits)], dim=-1)
+        logits = state.logits.tensor[..., index - 1]  # every source so far, seen by mixer `index`: [b, t, sources]
         alpha = self.alpha_taps[index - 1](torch.softmax(logits, dim=-1))  # [batch, tokens, sources]
-        return weighted_sum(alpha, state.values)
+        return state.values.mix(alpha.unsqueeze(-2)).squeeze(-2)  # [batch, tokens, d]
 
     def sublayer_input(self, state: FullState, index: int) -> torch.Tensor:
         return self._mix(state, index)

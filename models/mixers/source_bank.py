@@ -1,0 +1,114 @@
+"""A depth mixer's sources kept in one buffer, and weighted sums over them that never copy a source.
+
+Sources v_0, v_1, ... [batch, tokens, d] are written once into a buffer [batch, tokens, capacity, d]; a mix
+with weights W [batch, tokens, rows, n] reads the first n of them through a view. Each row r is one consumer
+(a sublayer's input, or the final mixer), and rows are numbered in the order the mixes happen.
+
+Under autograd the backward pass is written here by hand, because the obvious formulation (stack the sources,
+then matmul) copies every source into every mix and keeps each copy for backward: O(L^2) copies and memory for
+Full AttnRes. With out_r = sum_i W[r, i] v_i and g_r = dLoss/dout_r:
+    dLoss/dW[r, i] = <g_r, v_i>          computed by the mix's own backward, reading the buffer;
+    dLoss/dv_i     = sum_r W[r, i] g_r   computed once per source, when all of its consumers are done.
+Each mix's backward stores its g rows in a shared buffer; each source's `_Enter` node then sums them. It runs
+after its consumers because every mix takes the handle of each source it reads as an input; a handle is an
+empty tensor, so passing it costs nothing. Double backward is not supported.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def mix_rows(weights: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """weights [batch, tokens, rows, n] @ sources [batch, tokens, n, d] -> [batch, tokens, rows, d]."""
+    if weights.shape[-2:] == (1, 1):  # a batched [1 x 1] @ [1 x d] product is far slower than a scaling
+        return sources * weights
+    return weights @ sources
+
+
+class SourceBank:
+    def __init__(self, capacity: int, rows: int):
+        self.capacity, self.rows = capacity, rows
+        self.size = 0  # sources appended
+        self.used_rows = 0  # consumer rows mixed so far
+        self.values: torch.Tensor | None = None  # [batch, tokens, capacity, d]
+        # Autograd bookkeeping, used only when a source or a weight needs a gradient.
+        self.weights: torch.Tensor | None = None  # [batch, tokens, rows, capacity], zero where a row reads less
+        self.grads: torch.Tensor | None = None  # g [batch, tokens, rows, d], zero until a row's backward runs
+        self.first_reader: list[int] = []  # first row that can read source i
+        self.handles: list[torch.Tensor] = []
+
+    @property
+    def stacked(self) -> torch.Tensor:
+        return self.values[..., : self.size, :]  # [batch, tokens, n, d]
+
+    def append(self, value: torch.Tensor) -> None:
+        if self.values is None:
+            self.values = value.new_empty(*value.shape[:-1], self.capacity, value.shape[-1])
+        self.first_reader.append(self.used_rows)
+        if torch.is_grad_enabled() and value.requires_grad:
+            self.handles.append(_Enter.apply(value, self, self.size))
+        else:
+            self.values[..., self.size, :] = value.detach()
+        self.size += 1
+
+    def mix(self, weights: torch.Tensor) -> torch.Tensor:
+        """sum_i weights[..., r, i] v_i over the first n = weights.shape[-1] sources -> [batch, tokens, rows, d]."""
+        n = weights.shape[-1]
+        if torch.is_grad_enabled() and (weights.requires_grad or self.handles):
+            return _Mix.apply(weights, self, *self.handles[:n])
+        return mix_rows(weights, self.values[..., :n, :])
+
+    def _register_rows(self, weights: torch.Tensor) -> int:
+        if self.weights is None:
+            self.weights = weights.new_zeros(*weights.shape[:-2], self.rows, self.capacity)
+        first = self.used_rows
+        self.weights[..., first : first + weights.shape[-2], : weights.shape[-1]] = weights
+        self.used_rows += weights.shape[-2]
+        return first
+
+    def _store_grads(self, first: int, grad: torch.Tensor) -> None:
+        if self.grads is None:
+            self.grads = grad.new_zeros(*grad.shape[:-2], self.rows, grad.shape[-1])
+        self.grads[..., first : first + grad.shape[-2], :] = grad
+
+    def _source_grad(self, slot: int) -> torch.Tensor | None:
+        if self.grads is None:  # no consumer of this bank took part in the backward pass
+            return None
+        first = self.first_reader[slot]
+        # contiguous: a strided row vector sends the batched matmul down a slow per-token path
+        weights = self.weights[..., first : self.used_rows, slot].contiguous()  # [batch, tokens, readers]
+        grads = self.grads[..., first : self.used_rows, :]  # [batch, tokens, readers, d]
+        return mix_rows(weights.unsqueeze(-2), grads).squeeze(-2)  # [batch, tokens, d]
+
+
+class _Enter(torch.autograd.Function):
+    """Writes a source into the bank; its backward hands the source the gradient summed over its readers."""
+
+    @staticmethod
+    def forward(ctx, value: torch.Tensor, bank: SourceBank, slot: int) -> torch.Tensor:
+        bank.values[..., slot, :] = value
+        ctx.bank, ctx.slot = bank, slot
+        ctx.set_materialize_grads(False)
+        return value.new_empty(0)  # the handle
+
+    @staticmethod
+    def backward(ctx, _handle_grad):
+        return ctx.bank._source_grad(ctx.slot), None, None
+
+
+class _Mix(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, weights: torch.Tensor, bank: SourceBank, *handles: torch.Tensor) -> torch.Tensor:
+        ctx.bank, ctx.n_handles, ctx.n_sources = bank, len(handles), weights.shape[-1]
+        ctx.first_row = bank._register_rows(weights)
+        return mix_rows(weights, bank.values[..., : weights.shape[-1], :])  # [batch, tokens, rows, d]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # grad [batch, tokens, rows, d]
+        bank = ctx.bank
+        bank._store_grads(ctx.first_row, grad)
+        weights_grad = None
+        if ctx.needs_input_grad[0]:
+            sources = bank.values[..., : ctx.n_sources, :]  # [batch, tokens, n, d]
+            weights_grad = grad @ sources.transpose(-1, -2)  # [batch, tokens, rows, n]
+        return (weights_grad, None, *([None] * ctx.n_handles))
