@@ -94,3 +94,20 @@ def test_model_gradients_match_stacked_reference(overrides, monkeypatch):
     torch.testing.assert_close(logits, ref_logits, rtol=1e-12, atol=1e-12)
     for name, grad in grads.items():
         torch.testing.assert_close(grad, ref_grads[name], rtol=1e-10, atol=1e-12, msg=lambda m: f"{name}: {m}")
+
+
+def test_readers_left_out_of_a_backward_pass_count_as_zero_across_retained_passes():
+    gen = torch.Generator().manual_seed(3)
+    values = [torch.randn(2, 3, 5, dtype=torch.float64, generator=gen, requires_grad=True) for _ in range(4)]
+    weights = [torch.randn(2, 3, r, n, dtype=torch.float64, generator=gen) for r, n in SHAPES]
+    outs = bank_mixes(values, weights)
+    reference = [w @ torch.stack(values[: w.shape[-1]], dim=-2) for w in weights]
+    # Each pass reaches a different subset of readers; the graph is kept between passes.
+    for subset in ([0, 1, 2, 3, 4], [1, 3], [4], [0, 2]):
+        got = torch.autograd.grad(sum(outs[i].cos().sum() for i in subset), values, retain_graph=True,
+                                  allow_unused=True)
+        want = torch.autograd.grad(sum(reference[i].cos().sum() for i in subset), values, retain_graph=True,
+                                   allow_unused=True)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g if g is not None else torch.zeros_like(values[0]),
+                                       w if w is not None else torch.zeros_like(values[0]), rtol=1e-12, atol=1e-12)

@@ -33,7 +33,10 @@ class SourceBank:
         self.values: torch.Tensor | None = None  # [batch, tokens, capacity, d]
         # Autograd bookkeeping, used only when a source or a weight needs a gradient.
         self.weights: torch.Tensor | None = None  # [batch, tokens, rows, capacity], zero where a row reads less
-        self.grads: torch.Tensor | None = None  # g [batch, tokens, rows, d], zero until a row's backward runs
+        self.grads: torch.Tensor | None = None  # g [batch, tokens, rows, d]
+        # Which backward pass (autograd graph task) wrote each row: with retain_graph a later pass may reach
+        # fewer readers, and a row left from an earlier pass must then count as zero.
+        self.grad_task: list[int | None] = [None] * rows
         self.first_reader: list[int] = []  # first row that can read source i
         self.handles: list[torch.Tensor] = []
 
@@ -67,14 +70,21 @@ class SourceBank:
         return first
 
     def _store_grads(self, first: int, grad: torch.Tensor) -> None:
-        if self.grads is None:
-            self.grads = grad.new_zeros(*grad.shape[:-2], self.rows, grad.shape[-1])
-        self.grads[..., first : first + grad.shape[-2], :] = grad
+        if self.grads is None:  # not zero-filled: a row's gradient is written whole or counted as zero
+            self.grads = grad.new_empty(*grad.shape[:-2], self.rows, grad.shape[-1])
+        rows = grad.shape[-2]
+        self.grads[..., first : first + rows, :] = grad
+        self.grad_task[first : first + rows] = [torch._C._current_graph_task_id()] * rows
 
     def _source_grad(self, slot: int) -> torch.Tensor | None:
         if self.grads is None:  # no consumer of this bank took part in the backward pass
             return None
         first = self.first_reader[slot]
+        task = torch._C._current_graph_task_id()
+        for row in range(first, self.used_rows):  # a reader outside this backward pass contributes zero
+            if self.grad_task[row] != task:
+                self.grads[..., row, :] = 0
+                self.grad_task[row] = task
         # contiguous: a strided row vector sends the batched matmul down a slow per-token path
         weights = self.weights[..., first : self.used_rows, slot].contiguous()  # [batch, tokens, readers]
         grads = self.grads[..., first : self.used_rows, :]  # [batch, tokens, readers, d]
