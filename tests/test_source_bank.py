@@ -1,4 +1,4 @@
-"""SourceBank's hand-written backward pass equals autograd through a plain stack-and-matmul."""
+"""SourceBank and the fused key logits: hand-written backward passes equal autograd through the plain ops."""
 from __future__ import annotations
 
 import pytest
@@ -111,3 +111,15 @@ def test_readers_left_out_of_a_backward_pass_count_as_zero_across_retained_passe
         for g, w in zip(got, want):
             torch.testing.assert_close(g if g is not None else torch.zeros_like(values[0]),
                                        w if w is not None else torch.zeros_like(values[0]), rtol=1e-12, atol=1e-12)
+
+
+def test_fused_key_logits_match_rms_norm_then_matmul():
+    from depthscope.models.layers import unit_rms
+    from depthscope.models.mixers.key_logits import key_logits
+
+    gen = torch.Generator().manual_seed(4)
+    values = torch.randn(2, 3, 8, dtype=torch.float64, generator=gen, requires_grad=True)
+    queries = torch.randn(4, 8, dtype=torch.float64, generator=gen, requires_grad=True)
+    torch.testing.assert_close(key_logits(values, queries), unit_rms(values) @ queries.T, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(key_logits, (values, queries))
+    assert torch.autograd.gradcheck(key_logits, (values * 1e-4, queries))  # tiny keys: eps matters

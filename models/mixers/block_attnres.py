@@ -15,16 +15,15 @@ the completed blocks keep (1 - beta) of theirs, so h = m_j + beta (p - m_j).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..layers import NORM_EPS
 from ..taps import Tap
 from .base import DepthMixer, SourceStack
+from .key_logits import key_logits
 from .source_bank import SourceBank
 from .full_attnres import PseudoQueries
 
@@ -83,11 +82,7 @@ class BlockAttnResMixer(DepthMixer):
         state.block_logits.append(self.depth.logits(value, 1, state.queries))
 
     def _partial_logit(self, state: BlockState, index: int) -> torch.Tensor:
-        """w_l . RMSNorm(p) as (p . w_l) / RMS(p): one reduction each, no normalised copy of p."""
-        partial = state.partial
-        rms = torch.linalg.vector_norm(partial, dim=-1, keepdim=True).div(math.sqrt(partial.shape[-1]))
-        rms = torch.sqrt(rms.square() + NORM_EPS)
-        return (partial @ state.queries[index - 1].unsqueeze(-1)) / rms  # [batch, tokens, 1]
+        return key_logits(state.partial, state.queries[index - 1 : index])  # [batch, tokens, 1]
 
     def _plain(self, state: BlockState, index: int, position: int) -> torch.Tensor:
         logits = state.block_logits.tensor[..., index - 1]  # [batch, tokens, n]

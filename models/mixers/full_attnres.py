@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig, sublayer_label
-from ..layers import unit_rms
 from ..taps import Tap
 from .base import DepthMixer, SourceStack
+from .key_logits import key_logits
 from .source_bank import SourceBank
 
 
@@ -34,7 +34,7 @@ class PseudoQueries(nn.Module):
     def logits(self, values: torch.Tensor, first: int = 1, queries: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of `values` [batch, tokens, d] for mixers first..L+1 -> [batch, tokens, L + 2 - first]."""
         queries = self.effective() if queries is None else queries
-        return unit_rms(values) @ queries[first - 1 :].T
+        return key_logits(values, queries[first - 1 :])
 
 
 @dataclass
