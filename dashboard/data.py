@@ -4,11 +4,13 @@ This module holds NO research statistic of its own (those live in depthscope.ana
 dashboard's *serving* aggregates:
 
 - one streaming pass over a run's chunks (in a background thread for large runs) keeps per-chunk, per-document
-  and per-token-id partial sums of the depth-attention weights alpha [tokens, slots, sources], per-cell
-  histograms and top tokens, per-slot log-RMS histograms (percentile bands), and top-source counts;
+  and per-token-id partial sums of the depth-attention weights alpha [tokens, slots, sources], per-chunk
+  per-cell histograms and top tokens (cell_index.py; answered by cell_query.py), per-slot log-RMS histograms
+  (percentile bands), and top-source counts;
 - filtered token-averaged weight matrices (token range / document / token-text regular expression) are
   answered from those partial sums exactly where they can be, and otherwise from a bounded read of the run
   (exact when the selected span is small, else an even sample of chunks, flagged `sampled` and said in the UI);
+  the chunks such a read decodes are kept in a small LRU (chunk_cache.py) shared by the view's callbacks;
 - windows of per-token statistics for the Tokens page (computed by depthscope.analyses' routing kernel on
   the window only).
 
@@ -17,7 +19,6 @@ Nothing here writes into a run.
 """
 from __future__ import annotations
 
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,10 +30,13 @@ import scipy.sparse as sp
 
 from depthscope.probe import Run, RunError
 
+from .cell_index import CELL_BINS, TOP_K, CellIndex, hist_of  # noqa: F401  (TOP_K: kept importable from here)
+from .cell_query import Seen, overlapping, range_counts, read_span, top_tokens
+from .chunk_cache import ChunkCache
+from .token_match import PatternError, compile_pattern, match_table, matches
+
 RMS_NAMES = ("input_rms", "output_rms", "residual_rms", "grad_rms")
 RMS_LO, RMS_HI, RMS_BINS = -6.0, 6.0, 1200  # log10 bins of 0.01 dex (percentiles within ~2.3 %)
-CELL_BINS = 40
-TOP_K = 12
 MAX_VOCAB_SUMS = 4096  # per-token-id partial sums only for vocabularies up to this size (byte level: 256)
 MAX_MEMORY_TOKENS = 20_000_000  # token / document / position ids kept in memory up to this many tokens
 MAX_DOC_SUMS = 4096  # per-document partial sums for up to this many documents (others: bounded reads)
@@ -136,10 +140,7 @@ class Aggregates:
     doc_sum: list[np.ndarray] = field(default_factory=list)  # per document [cells]
     doc_count: list[int] = field(default_factory=list)
     doc_span: dict[int, list[int]] = field(default_factory=dict)  # document -> [first token, last token + 1, count]
-    hist_range: tuple[float, float] = (0.0, 1.0)
-    cell_hist: np.ndarray | None = None  # [cells, CELL_BINS]
-    top_value: np.ndarray | None = None  # [K, cells]
-    top_index: np.ndarray | None = None  # [K, cells]
+    cells: CellIndex | None = None  # per-chunk histograms and top tokens of every cell
     top_source: np.ndarray | None = None  # [slots, sources] tokens whose largest weight is that source
     rms_hist: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [slots, RMS_BINS]
     rms_sum: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [slots]
@@ -200,11 +201,14 @@ class RunData:
                 vocab = None
         alpha = self.has_alpha
         valid_flat = self.valid.reshape(-1)
+        # argmax over a row picks a valid source when the invalid ones (set to 0) form a suffix and weights are >= 0
+        suffix = bool((np.diff(self.valid.astype(np.int8), axis=1) <= 0).all())
+        has = self.valid.any(-1)
         if alpha:
             if vocab:
                 agg.token_sum = np.zeros((vocab, cells))
                 agg.token_count = np.zeros(vocab, dtype=np.int64)
-            agg.cell_hist = np.zeros((cells, CELL_BINS), dtype=np.int64)
+            agg.cells = CellIndex.plan(cells, run.n_tokens, run.chunk_tokens, vocab)
             agg.top_source = np.zeros((n, s), dtype=np.int64)
         total = max(run.n_tokens, 1)
         keep = run.n_tokens <= MAX_MEMORY_TOKENS
@@ -218,31 +222,24 @@ class RunData:
                 pos_all.append(chunk.position if "position" in chunk else np.arange(m))
             self._spans(agg, docs, chunk.start)
             if alpha:
-                a = chunk.alpha  # [m, slots, sources] float16, NaN beyond each row's sources
-                af = a.astype(np.float32).reshape(m, cells)  # [m, cells]
-                af[:, ~valid_flat] = 0.0  # NaN exactly beyond each row's sources
+                af = chunk.alpha.reshape(m, cells).astype(np.float32)  # [m, cells]; NaN beyond each row's sources
+                af[:, ~valid_flat] = 0.0
                 agg.chunk_starts.append(chunk.start)
                 agg.chunk_stops.append(chunk.stop)
                 agg.chunk_sum.append(af.sum(0, dtype=np.float64))
-                agg.chunk_sumsq.append(np.square(af).sum(0, dtype=np.float64))
+                agg.chunk_sumsq.append(np.einsum("ij,ij->j", af, af, dtype=np.float64))
+                tok = None
                 if agg.token_sum is not None:
                     tok = np.clip(chunk.token.astype(np.int64), 0, agg.token_sum.shape[0] - 1)
                     onehot = sp.csr_matrix((np.ones(m, np.float32), (tok, np.arange(m))), shape=(agg.token_sum.shape[0], m))
                     agg.token_sum += onehot @ af
                     agg.token_count += np.bincount(tok, minlength=agg.token_sum.shape[0])
                 self._doc_sums(agg, docs, af)
-                if not agg.chunk_sum[:-1]:  # first chunk: fix the histogram range
-                    vals = af[:, valid_flat]
-                    lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
-                    agg.hist_range = (min(0.0, np.floor(lo)), max(1.0, np.ceil(hi)))
-                lo, hi = agg.hist_range
-                bins = np.clip(((af - lo) / (hi - lo) * CELL_BINS).astype(np.int64), 0, CELL_BINS - 1)
-                bins += (np.arange(cells) * CELL_BINS)[None, :]
-                agg.cell_hist += np.bincount(bins.ravel(), minlength=cells * CELL_BINS).reshape(cells, CELL_BINS)
-                self._top(agg, af, chunk.start)
-                masked = np.where(self.valid[None], a, -np.inf)  # [m, slots, sources]
-                top = masked.argmax(-1)  # [m, slots]
-                has = self.valid.any(-1)
+                agg.cells.add(af, tok, chunk.start, len(agg.chunk_sum) == 1, valid_flat)
+                a3 = af.reshape(m, n, s)  # [m, slots, sources]
+                if not suffix or (af < 0).any():  # signed weights or a ragged mask: mask the invalid sources
+                    a3 = np.where(self.valid[None], a3, -np.inf)
+                top = a3.argmax(-1)  # [m, slots]
                 flat = (top + np.arange(n)[None, :] * s)[:, has]
                 agg.top_source += np.bincount(flat.ravel(), minlength=cells).reshape(n, s)
             for name in RMS_NAMES:
@@ -310,22 +307,6 @@ class RunData:
             if row >= 0:
                 agg.doc_sum[row] += sums[i]
                 agg.doc_count[row] += int(counts[i])
-
-    @staticmethod
-    def _top(agg: Aggregates, af: np.ndarray, start: int) -> None:
-        m = af.shape[0]
-        k = min(TOP_K, m)
-        part = np.argpartition(af, m - k, axis=0)[m - k:]  # [k, cells]
-        values = np.take_along_axis(af, part, 0)
-        index = part.astype(np.int64) + start
-        if agg.top_value is not None:
-            values = np.concatenate([agg.top_value, values])
-            index = np.concatenate([agg.top_index, index])
-            k = min(TOP_K, values.shape[0])
-            keep = np.argpartition(values, values.shape[0] - k, axis=0)[values.shape[0] - k:]
-            values = np.take_along_axis(values, keep, 0)
-            index = np.take_along_axis(index, keep, 0)
-        agg.top_value, agg.top_index = values, index
 
     def ids(self, name: str, start: int, stop: int) -> np.ndarray:
         """token / document / position of tokens [start, stop) (from memory when the pass kept them)."""
@@ -414,20 +395,38 @@ class RunData:
         return start, stop
 
     @staticmethod
-    def _compile(regex: str | None):
+    def _compile(regex: str | None) -> str | None:
+        """The pattern, checked (FilterError when it is not a regular expression); None for no text filter."""
         if not regex:
             return None
         try:
-            return re.compile(regex)
-        except re.error as err:
-            raise FilterError(f"bad regular expression /{regex}/: {err}") from None
+            compile_pattern(regex)
+        except PatternError as err:
+            raise FilterError(str(err)) from None
+        return regex
 
     @staticmethod
-    def _matching_ids(regex, vocab: int) -> np.ndarray:
-        return np.array([t for t in range(vocab) if regex.search(token_label(t))], dtype=np.int64)
+    def _matching_ids(regex: str, vocab: int) -> np.ndarray:
+        return np.nonzero(match_table(regex, vocab, token_label))[0]
+
+    @property
+    def chunks(self) -> ChunkCache:
+        """Decoded chunks of alpha, shared by the callbacks (a few, least recently used dropped)."""
+        cache = self.__dict__.get("_chunks")
+        if cache is None:
+            agg = self.require()
+            cache = ChunkCache(self.run.alpha, agg.chunk_starts, agg.chunk_stops, self.valid)
+            self.__dict__["_chunks"] = cache
+        return cache
+
+    def clear_caches(self) -> None:
+        """Forget decoded chunks (the benchmark times uncached answers)."""
+        if "_chunks" in self.__dict__:
+            self._chunks.clear()
 
     def _range_exact(self, agg: Aggregates, start: int, stop: int) -> RoutingResult:
-        """Whole chunks from the partial sums, the (at most two) edge chunks read from disk: exact."""
+        """Whole chunks from the partial sums, the (at most two) edge chunks read from disk: exact. An edge
+        covering more than half its chunk is the chunk's sums minus the tokens left out (fewer to convert)."""
         total = np.zeros(self.n_slots * self.max_sources)
         sumsq = np.zeros_like(total)
         count = 0
@@ -435,59 +434,72 @@ class RunData:
             lo, hi = max(a, start), min(b, stop)
             if lo >= hi:
                 continue
-            if lo == a and hi == b:
+            if (lo, hi) == (a, b) or 2 * (hi - lo) > b - a:
                 total += s1
                 sumsq += s2
+                spans, sign = [(a, lo), (hi, b)], -1.0
             else:
-                af = self._read_cells(lo, hi)
-                total += af.sum(0, dtype=np.float64)
-                sumsq += np.square(af).sum(0, dtype=np.float64)
+                spans, sign = [(lo, hi)], 1.0
+            for x, y in spans:
+                if y > x:
+                    af = self._read_cells(x, y)
+                    total += sign * af.sum(0, dtype=np.float64)
+                    sumsq += sign * np.einsum("ij,ij->j", af, af, dtype=np.float64)
             count += hi - lo
         return RoutingResult(self._from_sums(total, sumsq, count), count)
 
     def _read_cells(self, start: int, stop: int) -> np.ndarray:
-        a = self.run.alpha.read(start, stop)  # [tokens, slots, sources]
-        af = a.astype(np.float32).reshape(len(a), -1)  # [tokens, cells]
-        af[:, ~self.valid.reshape(-1)] = 0.0
-        return af
+        """alpha of tokens [start, stop) as [tokens, cells] float32 (invalid cells 0), through the chunk cache."""
+        return self.chunks.cells(start, stop)
 
     def _plan_reads(self, start: int, stop: int) -> tuple[list[tuple[int, int]], bool]:
-        """Token spans to read for [start, stop): all of it within READ_BUDGET, else evenly spaced chunks."""
+        """Token spans to read for [start, stop): all of it within READ_BUDGET, else evenly spaced chunks
+        (their middle one first, so a one-chunk sample is not the start of the range)."""
         if stop - start <= READ_BUDGET:
             return [(start, stop)], False
         size = self.run.chunk_tokens
         first, last = start // size, (stop - 1) // size
         chunks = np.arange(first, last + 1)
-        want = max(1, READ_BUDGET // size)
-        pick = chunks[np.linspace(0, len(chunks) - 1, min(want, len(chunks))).round().astype(int)]
+        want = min(max(1, READ_BUDGET // size), len(chunks))
+        pick = chunks[((np.arange(want) + 0.5) * len(chunks) / want).astype(int)]
         spans = [(max(start, int(c) * size), min(stop, (int(c) + 1) * size)) for c in np.unique(pick)]
         if sum(b - a for a, b in spans) > READ_BUDGET:  # tiny chunks: fall back to one bounded block per pick
             spans = spans[: max(1, READ_BUDGET // max(size, 1))]
         return spans, True
 
+    def _keep(self, flt: Filter, regex: str | None) -> Callable[[np.ndarray], np.ndarray] | None:
+        """token indices -> bool mask of those the document / text filter selects (None: no such filter)."""
+        if flt.document is None and regex is None:
+            return None
+
+        def keep(index: np.ndarray) -> np.ndarray:
+            mask = np.ones(len(index), dtype=bool)
+            if flt.document is not None:
+                mask &= self.take("document", index) == int(flt.document)
+            if regex is not None:
+                mask &= matches(self.take("token", index), regex, token_label)
+            return mask
+        return keep
+
     def _select(self, agg: Aggregates, flt: Filter, regex, start: int, stop: int):
-        """(cells [tokens, cells], token index [tokens]) of the selected tokens in the planned spans."""
+        """(cells [tokens, cells], token index [tokens], sampled, note) of the selected tokens in the planned spans."""
         spans, sampled = self._plan_reads(start, stop)
-        ids = None if regex is None else set(self._matching_ids(regex, 256 if agg.token_sum is None else agg.token_sum.shape[0]).tolist())
+        keep = self._keep(flt, regex)
         parts, index = [], []
         for a, b in spans:
             af = self._read_cells(a, b)
-            keep = np.ones(b - a, dtype=bool)
-            if flt.document is not None:
-                keep &= self.ids("document", a, b) == int(flt.document)
-            if regex is not None:
-                tok = self.ids("token", a, b)
-                if ids is not None and agg.token_sum is not None:
-                    keep &= np.isin(tok, list(ids))
-                else:
-                    keep &= np.array([bool(regex.search(token_label(int(t)))) for t in tok])
-            parts.append(af[keep])
-            index.append(np.arange(a, b)[keep])
+            idx = np.arange(a, b)
+            mask = keep(idx) if keep is not None else np.ones(b - a, dtype=bool)
+            parts.append(af[mask])
+            index.append(idx[mask])
         cells = np.concatenate(parts) if parts else np.zeros((0, self.n_slots * self.max_sources), np.float32)
         idx = np.concatenate(index) if index else np.zeros(0, np.int64)
+        return cells, idx, sampled, self._sample_note(spans, start, stop) if sampled else ""
+
+    @staticmethod
+    def _sample_note(spans: list[tuple[int, int]], start: int, stop: int) -> str:
         read = sum(b - a for a, b in spans)
-        note = f"sampled: {read:,} of {stop - start:,} tokens in range read ({len(spans)} chunks evenly spaced)" if sampled else ""
-        return cells, idx, sampled, note
+        return f"sampled: {read:,} of {stop - start:,} tokens in range read ({len(spans)} chunks evenly spaced)"
 
     def _read_filtered(self, agg: Aggregates, flt: Filter, regex, start: int, stop: int) -> RoutingResult:
         cells, _, sampled, note = self._select(agg, flt, regex, start, stop)
@@ -496,25 +508,42 @@ class RunData:
         return RoutingResult(frame, count, sampled, note)
 
     def cell(self, slot: int, source: int, flt: Filter | None = None) -> CellResult:
-        """Distribution over tokens of weight alpha[slot, source], and the tokens with the largest weight."""
+        """Distribution over tokens of weight alpha[slot, source], and the tokens with the largest weight
+        (see depthscope.dashboard.cell_query for what is exact and what is sampled)."""
         agg = self.require()
         flt = flt or Filter()
         if not (0 <= slot < self.n_slots and 0 <= source < self.max_sources and self.valid[slot, source]):
             raise FilterError(f"no source {source} at sublayer-axis position {slot}")
         c = slot * self.max_sources + source
-        lo, hi = agg.hist_range
+        index = agg.cells
+        lo, hi = index.hist_range
         edges = np.linspace(lo, hi, CELL_BINS + 1)
         if flt.empty:
-            order = np.argsort(-agg.top_value[:, c])
-            index, weight = agg.top_index[order, c], agg.top_value[order, c]
-            return CellResult(edges, agg.cell_hist[c].copy(), self._top_frame(index, weight), agg.n_tokens)
+            keep_top = index.top_index[:, c] >= 0
+            return CellResult(edges, index.hist[c].copy(),
+                              self._top_frame(index.top_index[keep_top, c], index.top_value[keep_top, c]), agg.n_tokens)
         regex = self._compile(flt.regex)
         start, stop = self._bounds(flt)
-        cells, idx, sampled, note = self._select(agg, flt, regex, start, stop)
-        values = cells[:, c]
-        counts, _ = np.histogram(np.clip(values, lo, hi), bins=edges)
-        order = np.argsort(-values)[:TOP_K]
-        return CellResult(edges, counts, self._top_frame(idx[order], values[order]), len(values), sampled, note)
+        keep = self._keep(flt, regex)
+        seen, notes, sampled = Seen(), [], False
+        if keep is None and index.keep_chunks:
+            counts = range_counts(index, self.chunks, c, start, stop, seen)
+        elif flt.document is None and (start, stop) == (0, agg.n_tokens) and index.id_hist is not None:
+            counts = index.id_hist[self._matching_ids(regex, index.vocab), c].sum(0).astype(np.int64)
+        else:
+            spans, sampled = self._plan_reads(start, stop)
+            for a, b in spans:
+                for i in overlapping(self.chunks, a, b):
+                    read_span(self.chunks, c, i, a, b, seen, keep)
+            values = np.concatenate(seen.value) if seen.value else np.zeros(0, np.float32)
+            counts = hist_of(values, lo, hi)
+            if sampled:
+                notes.append(self._sample_note(spans, start, stop))
+        top_i, top_v, exact = top_tokens(index, self.chunks, c, start, stop, keep, seen, READ_BUDGET)
+        if not exact:
+            sampled = True
+            notes.append("top tokens: the largest among those read and each chunk's top list (larger ones may exist)")
+        return CellResult(edges, counts, self._top_frame(top_i, top_v), int(counts.sum()), sampled, "; ".join(notes))
 
     def _top_frame(self, index: np.ndarray, weight: np.ndarray) -> pd.DataFrame:
         frame = pd.DataFrame({"index": index.astype(np.int64), "weight": weight.astype(float)})
