@@ -12,3 +12,8 @@ class AnalysisError(ValueError):
         self.where = str(where)
         self.problem = problem
         super().__init__(f"{self.where}: {problem}")
+
+
+class NaNWeightError(AnalysisError):
+    """NaN depth-attention weight for a valid source. Routing kernels raise it; streaming over a stored run
+    turns it into the reader's RunError, which names the chunk file."""

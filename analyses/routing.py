@@ -39,15 +39,16 @@ import pandas as pd
 import torch
 
 from .errors import AnalysisError
-from .runs import as_run, iter_chunks, model_kind, require, run_name
+from .routing_chunk import STAT_COLUMNS, ChunkKernel, RoutingSums
+from .runs import as_run, model_kind, require, run_name
 from .sources import SourceGeometry, run_geometry
+from .stream import map_chunks
 
 # Mixers whose recorded weights are non-negative (softmax, or the residual's ones): no |.| needed.
 NONNEGATIVE_KINDS = ("full_attnres", "block_attnres", "residual")
 SINK_MIN_MEAN = 0.1
 SINK_LIFT = 2.0
 SINK_MAX_CV = 0.5
-STAT_COLUMNS = ("locality", "long_range", "embedding", "entropy", "norm_entropy", "eff_sources")
 
 
 def _gather_plan(mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,51 +187,23 @@ class Routing:
 
 
 class RoutingAccumulator:
-    """Streaming sums behind `Routing`: update(alpha chunk) any number of times, then result()."""
+    """Streaming sums behind `Routing`: update(alpha chunk) (or add(kernel.sums(chunk)), e.g. from worker
+    threads) any number of times, then result(). The sums come from the one-pass chunk kernel
+    (routing_chunk.py), which computes the same statistics as RoutingKernel without per-token tables."""
 
     def __init__(self, geo: SourceGeometry, k: float | None = None, signed: bool = True, where: str = "<run>"):
-        self.kernel = RoutingKernel(geo, k, signed, where)
-        n, s = geo.valid.shape
-        self.tokens = 0
-        self.sums = {c: torch.zeros(n, dtype=torch.float64) for c in STAT_COLUMNS}
-        self.counts = {c: torch.zeros(n, dtype=torch.float64) for c in STAT_COLUMNS}
-        self.jump = torch.zeros(n, dtype=torch.float64)
-        self.top_emb = torch.zeros(n, dtype=torch.float64)
-        self.top = torch.zeros(n * s, dtype=torch.float64)
-        self.p_sum = torch.zeros(n, s, dtype=torch.float64)
-        self.p_sq = torch.zeros(n, s, dtype=torch.float64)
-        self.raw_sum = torch.zeros(n, s, dtype=torch.float64)
+        self.kernel = ChunkKernel(geo, k, signed, where)
+        self.total = RoutingSums.zeros(*geo.valid.shape)
+
+    @property
+    def tokens(self) -> int:
+        return self.total.tokens
 
     def update(self, alpha, start: int = 0) -> None:
-        kern = self.kernel
-        if len(alpha) == 0:
-            return
-        a = kern.prepare(alpha)
-        t, n, s = a.shape
-        stats = kern.token_stats(a, start)
-        for c in STAT_COLUMNS:
-            v = stats[c]
-            ok = ~torch.isnan(v)
-            self.sums[c] += torch.where(ok, v, 0.0).sum(0, dtype=torch.float64)
-            self.counts[c] += ok.sum(0, dtype=torch.float64)
-        self.jump += stats["jump"].sum(0, dtype=torch.float64)
-        self.top_emb += stats["top_embedding"].sum(0, dtype=torch.float64)
-        routed = kern.routed.unsqueeze(0).expand(t, n)
-        index = (torch.arange(n) * s + stats["top"])[routed]
-        self.top += torch.bincount(index, minlength=n * s).to(torch.float64)
-        inv = 1.0 / stats["total"].clamp_min(1e-30)  # [T, n]
-        # per (sublayer, source) sums over tokens of a, p = a / Z and p^2: elementwise into the scratch buffer,
-        # then contiguous reductions over the token axis (cheaper than batched matmuls here)
-        self.raw_sum += a.sum(0).double() if not kern.signed else self._signed_sum(alpha, kern)
-        p = torch.mul(a, inv.unsqueeze(-1), out=kern.scratch(a))
-        self.p_sum += p.sum(0).double()
-        self.p_sq += p.square_().sum(0).double()
-        self.tokens += t
+        self.add(self.kernel.sums(alpha, start))
 
-    @staticmethod
-    def _signed_sum(alpha, kern: "RoutingKernel") -> torch.Tensor:
-        raw = torch.as_tensor(alpha).to(torch.float32).masked_fill(kern.invalid, 0.0)
-        return raw.sum(0).double()
+    def add(self, sums: RoutingSums) -> None:
+        self.total.add(sums)
 
     def result(self) -> Routing:
         geo, kern = self.kernel.geo, self.kernel
@@ -247,21 +220,22 @@ class RoutingAccumulator:
         per = base.copy()
         per["n_sources"] = geo.n_sources
         per["tokens"] = np.where(routed, self.tokens, 0)
-        for c in STAT_COLUMNS:
-            cnt = self.counts[c].numpy()
+        total = self.total
+        for i, c in enumerate(STAT_COLUMNS):
+            cnt = total.counts[i]
             with np.errstate(invalid="ignore", divide="ignore"):
-                per[c] = np.where(routed & (cnt > 0), self.sums[c].numpy() / cnt, np.nan)
+                per[c] = np.where(routed & (cnt > 0), total.stats[i] / cnt, np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):
             per["uniform_share"] = np.where(routed, 1.0 / geo.n_sources, np.nan)
-            per["jump_rate"] = np.where(routed & geo.has_distance, self.jump.numpy() / T, np.nan)
-            per["top_embedding_rate"] = np.where(routed, self.top_emb.numpy() / T, np.nan)
-        top = self.top.numpy().reshape(n, s)
+            per["jump_rate"] = np.where(routed & geo.has_distance, total.jump / T, np.nan)
+            per["top_embedding_rate"] = np.where(routed, total.top_embedding / T, np.nan)
+        top = total.top
         usual = top.argmax(1)
         per["usual_source"] = [geo.label(i, j) if routed[i] else "" for i, j in enumerate(usual)]
         with np.errstate(invalid="ignore", divide="ignore"):
             per["off_usual_rate"] = np.where(routed, 1.0 - top.max(1) / T, np.nan)
-            mean = self.p_sum.numpy() / T
-            var = np.maximum(self.p_sq.numpy() / T - mean**2, 0.0)
+            mean = total.share / T
+            var = np.maximum(total.share_sq / T - mean**2, 0.0)
             spread = np.sqrt(np.where(geo.valid, var, 0.0).sum(1) / np.maximum(geo.n_sources, 1))
             per["spread"] = np.where(routed, spread, np.nan)
         per = per[routed].reset_index(drop=True)
@@ -274,7 +248,7 @@ class RoutingAccumulator:
             cv = np.where(mean_s > 0, std / mean_s, np.inf)
         sources = pd.DataFrame({
             **geo.columns(slot, src),
-            "mean_alpha": self.raw_sum.numpy()[slot, src] / T,
+            "mean_alpha": total.raw[slot, src] / T,
             "mean_share": mean_s,
             "std_share": std,
             "top_rate": top[slot, src] / T,
@@ -323,6 +297,6 @@ def routing_stats(run, k: float | None = None, chunk_tokens: int | None = None) 
     if not geo.routed.any():
         raise AnalysisError(run_name(run), "no sublayer of this run has depth-attention sources")
     acc = RoutingAccumulator(geo, k, is_signed(run), run_name(run))
-    for chunk in iter_chunks(run, ["alpha"], chunk_tokens):
-        acc.update(chunk["alpha"], chunk.start)
+    for sums in map_chunks(run, "alpha", acc.kernel.sums, chunk_tokens):
+        acc.add(sums)
     return acc.result()

@@ -24,6 +24,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from .chunkfile import decode_into, plain_zstd
 from .errors import RunError
 from .layout import Layout
 from .store import FORMAT_NAME, GRAD_NORM_COLUMNS, GRAD_NORMS, MANIFEST, SCHEMA_VERSION, SHARD_META, SUMMARY_DIR
@@ -66,6 +67,7 @@ class _Piece:
     stop: int
     array: Any  # zarr.Array
     directory: Path  # the array's directory inside its shard
+    plain: bool = False  # chunks are plain zstd frames: decoded straight from the files (chunkfile.py)
 
 
 class LazyArray:
@@ -104,24 +106,60 @@ class LazyArray:
     def _read_chunk(self, piece: _Piece, index: int) -> np.ndarray:
         """Stored chunk `index` of one shard, clipped to the flushed tokens; cached (one chunk)."""
         key = (id(piece), index)
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
-        a = index * self.chunk_tokens
-        b = min(a + self.chunk_tokens, piece.stop - piece.start)
-        try:
-            block = np.asarray(piece.array[a:b])
-        except Exception as err:
-            raise RunError(self._chunk_file(piece, index), f"truncated or corrupt chunk ({type(err).__name__}: {err})") from None
-        if block.shape != (b - a, *self.shape[1:]):
-            raise RunError(self._chunk_file(piece, index), f"chunk holds shape {block.shape}, expected {(b - a, *self.shape[1:])}")
-        if self._valid is not None and np.isnan(block[:, self._valid]).any():
-            bad = int(np.nonzero(np.isnan(block[:, self._valid]).any(-1))[0][0])
-            raise RunError(
-                self._chunk_file(piece, index),
-                f"NaN depth-attention weight for a valid source (token {piece.start + a + bad} of the run)",
-            )
+        cache = self._cache
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        block = self._decode(piece, index, None, True)
         self._cache = (key, block)
         return block
+
+    def _decode(self, piece: _Piece, index: int, out: np.ndarray | None, check: bool) -> np.ndarray:
+        """Decode stored chunk `index` of one shard (into `out`, full chunk shape, when given) and clip it."""
+        a = index * self.chunk_tokens
+        b = min(a + self.chunk_tokens, piece.stop - piece.start)
+        path = self._chunk_file(piece, index)
+        try:
+            if piece.plain:
+                full = (self.chunk_tokens, *self.shape[1:])
+                block = decode_into(path, np.empty(full, self.dtype) if out is None else out)[: b - a]
+            else:
+                block = np.asarray(piece.array[a:b])
+        except Exception as err:
+            raise RunError(path, f"truncated or corrupt chunk ({type(err).__name__}: {err})") from None
+        if block.shape != (b - a, *self.shape[1:]):
+            raise RunError(path, f"chunk holds shape {block.shape}, expected {(b - a, *self.shape[1:])}")
+        if check and self._valid is not None:
+            bad = _first_nan_token(block, self._valid)
+            if bad is not None:
+                raise RunError(path, f"NaN depth-attention weight for a valid source (token {piece.start + a + bad} "
+                                     f"of the run)")
+        return block
+
+    def blocks(self) -> list[tuple[int, int]]:
+        """Token ranges [start, stop) of the stored chunks, in order (the shards one after another)."""
+        out = []
+        for piece in self._pieces:
+            for a in range(piece.start, piece.stop, self.chunk_tokens):
+                out.append((a, min(a + self.chunk_tokens, piece.stop)))
+        return out
+
+    def read_block(self, number: int, out: np.ndarray | None = None, check: bool = True) -> np.ndarray:
+        """Stored chunk `number` of blocks(), as [stop - start, ...] rows.
+
+        out: a C-contiguous buffer of the full chunk shape [chunk_tokens, ...] and the array's dtype to decode
+        into (the result is then a view of it, valid until the buffer is reused): streaming without a fresh
+        allocation per chunk. check=False skips the NaN check of alpha, for callers that check the weights of
+        valid sources themselves (and call read_block(number) again to raise the reader's error on a fault).
+        Safe to call from several threads with different buffers."""
+        starts = np.cumsum([0] + [-(-(p.stop - p.start) // self.chunk_tokens) for p in self._pieces])
+        if not 0 <= number < starts[-1]:
+            raise IndexError(f"block {number} out of range for {int(starts[-1])} stored chunks")
+        k = int(np.searchsorted(starts, number, side="right")) - 1
+        piece = self._pieces[k]
+        full = (self.chunk_tokens, *self.shape[1:])
+        if out is not None and (out.shape != full or out.dtype != self.dtype or not out.flags.c_contiguous):
+            raise ValueError(f"out must be a C-contiguous {self.dtype} array of shape {full}")
+        return self._decode(piece, number - int(starts[k]), out, check)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Tokens [start, stop) as one numpy array."""
@@ -185,6 +223,28 @@ class LazyArray:
         stop = self.n_tokens if stop is None else min(stop, self.n_tokens)
         for a in range(start, stop, size):
             yield a, self.read(a, min(a + size, stop))
+
+
+# per float width: (the integer view, |x| mask, the bits of +inf): x is NaN iff (bits & mask) > inf
+_NAN_BITS = {2: (np.uint16, 0x7FFF, 0x7C00), 4: (np.uint32, 0x7FFFFFFF, 0x7F800000),
+             8: (np.uint64, 0x7FFFFFFFFFFFFFFF, 0x7FF0000000000000)}
+
+
+def _first_nan_token(block: np.ndarray, valid: np.ndarray) -> int | None:
+    """The first token (row) of block [T, sublayers, sources] with a NaN at a valid source, else None.
+
+    Fast path: the largest |x| bit pattern per (sublayer, source) column over the tokens (NaN patterns lie
+    above +inf's); np.isnan over the valid entries would copy them and cost about ten times more."""
+    if len(block) == 0:
+        return None
+    kind = _NAN_BITS.get(block.dtype.itemsize) if block.dtype.kind == "f" and block.flags.c_contiguous else None
+    if kind is not None:
+        view, mask, inf = kind
+        top = np.bitwise_and(block.view(view), view(mask)).reshape(len(block), -1).max(axis=0)
+        if not (top.reshape(valid.shape)[valid] > inf).any():
+            return None
+    rows = np.isnan(block[:, valid]).any(-1)
+    return int(np.nonzero(rows)[0][0]) if rows.any() else None
 
 
 class Chunk(dict):
@@ -315,7 +375,8 @@ class Run:
                 if chunk.stat().st_size == 0:
                     raise RunError(chunk, f"empty (truncated) chunk {index} of array {name!r}")
             if tokens:
-                pieces.append(_Piece(offset, offset + tokens, array, array_dir))
+                plain = plain_zstd(array.metadata.to_dict(), dtype)
+                pieces.append(_Piece(offset, offset + tokens, array, array_dir, plain))
             offset += tokens
         valid = self.layout.valid if name == "alpha" else None
         return LazyArray(name, pieces or [_Piece(0, 0, None, self.path)], tail, dtype, self.chunk_tokens, valid)

@@ -32,9 +32,11 @@ from .full_attnres import PseudoQueries
 class PhaseOne:
     """A block's S queries against its completed blocks, normalised over those blocks only."""
 
-    weights: torch.Tensor  # softmax over completed blocks  [batch, tokens, S, n]
-    log_norm: torch.Tensor  # logsumexp of the block logits  [batch, tokens, S, 1]
-    mixed: torch.Tensor  # m_j = weights @ blocks          [batch, tokens, S, d]
+    # One entry per sublayer j of the block. Unbound once rather than indexed per sublayer: under autograd every
+    # index would send back a zero-padded gradient of the whole [batch, tokens, S, d] tensor.
+    weights: tuple[torch.Tensor, ...]  # softmax over completed blocks  S x [batch, tokens, n]
+    log_norm: tuple[torch.Tensor, ...]  # logsumexp of the block logits  S x [batch, tokens, 1]
+    mixed: tuple[torch.Tensor, ...]  # m_j = weights @ blocks          S x [batch, tokens, d]
 
 
 @dataclass
@@ -98,17 +100,18 @@ class BlockAttnResMixer(DepthMixer):
         logits = state.block_logits.tensor[..., first - 1 : last].transpose(-1, -2).contiguous()  # [b, t, S, n]
         log_norm = torch.logsumexp(logits, dim=-1, keepdim=True)
         weights = torch.exp(logits - log_norm)
-        return PhaseOne(weights, log_norm, state.blocks.mix(weights))
+        mixed = state.blocks.mix(weights)  # [batch, tokens, S, d]
+        return PhaseOne(weights.unbind(-2), log_norm.unbind(-2), mixed.unbind(-2))
 
     def _two_phase(self, state: BlockState, index: int, position: int, first: int, last: int) -> torch.Tensor:
         if position == 0:
             state.phase_one = self._phase_one(state, first, last)
         one = state.phase_one
-        weights, mixed = one.weights[..., position, :], one.mixed[..., position, :]  # [b, t, n], [b, t, d]
+        weights, mixed = one.weights[position], one.mixed[position]  # [batch, tokens, n], [batch, tokens, d]
         if position == 0:
             self.alpha_taps[index - 1](weights)
             return mixed
-        beta = torch.sigmoid(self._partial_logit(state, index) - one.log_norm[..., position, :])  # [b, t, 1]
+        beta = torch.sigmoid(self._partial_logit(state, index) - one.log_norm[position])  # [b, t, 1]
         self.alpha_taps[index - 1](torch.cat([weights * (1 - beta), beta], dim=-1))
         return torch.lerp(mixed, state.partial, beta)
 
