@@ -289,7 +289,10 @@ def routing_stats(run, k: float | None = None, chunk_tokens: int | None = None) 
     """Routing statistics of a run (module docstring), one chunk of tokens in memory at a time.
 
     run: a run directory, probe.Run or MemoryRun holding "alpha". k: the long-range window in the run's unit
-    (default 4 sublayers, 2 blocks). chunk_tokens: tokens per chunk (default: the run's stored chunk).
+    (default 4 sublayers, 2 blocks). chunk_tokens: tokens per chunk (default: the run's stored chunk, which
+    lets a stored run's chunks be decoded and analysed on one thread per core: stream.py). One pass per
+    chunk (routing_chunk.py). Weights without shares (NaN or infinite at a valid source, all zero) raise
+    AnalysisError naming the token and sublayer; NaN in a stored run raises the reader's RunError instead.
     """
     run = as_run(run)
     require(run, ["alpha"], "routing statistics")

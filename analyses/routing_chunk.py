@@ -86,6 +86,7 @@ class ChunkKernel:
         self.width = w = int(n.max()) if len(n) else 0
         self.whole = len(rows) == geo.valid.shape[0] and w == geo.valid.shape[1]  # nothing to select
         self.rows_t = torch.from_numpy(rows)
+        self.ones = torch.ones(w)
         self.valid = valid = geo.valid[rows, :w]  # [g, w]
         self.keep = torch.from_numpy(np.where(valid, -1, 0).astype(np.int32))  # all bits where valid
         # tie rank: the most recent source n + 1, then the oldest n, ..., the second most recent 2; padding 0
@@ -154,8 +155,7 @@ class ChunkKernel:
     def _row_sum(self, a: torch.Tensor, out: torch.Tensor) -> None:
         """out [B, g] = sum over sources of a [B, g, w]: a matrix-vector product with ones (BLAS), about
         1.6 times faster than sum(-1) over a short last axis."""
-        ones = self.__dict__.setdefault("_ones", torch.ones(self.width))
-        torch.mv(a.view(-1, self.width), ones, out=out.view(-1))
+        torch.mv(a.view(-1, self.width), self.ones, out=out.view(-1))
 
     def _load(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """a [B, g, w] = |alpha| of the rows with sources as float32, +0 beyond each row's sources; returns the

@@ -7,8 +7,9 @@ The run is written once with the probe's own RunWriter (Zarr v3, zstd, float16) 
 sublayer axis is that of a 16-layer Full AttnRes model (L = 32) without sublayer 1: mlp1 .. mlp16 and the final
 mixer, i.e. 32 positions with 2 .. 33 sources (33 = max_sources); weights are softmaxes of random logits.
 
-`routing_stats` runs in a fresh child process, so its peak resident memory (ru_maxrss) is its own; the
-target is <= 5 s per million tokens and a peak well under the array's size. The pandas baseline (long format,
+`routing_stats` runs in a fresh child process, so its peak resident memory (VmHWM of /proc/self/status; ru_maxrss
+where that is missing, which Linux carries over from the parent across exec) is its own; the target is <= 5 s
+per million tokens and a peak well under the array's size. The pandas baseline (long format,
 groupby) runs on the first --pandas-tokens tokens and is scaled linearly to the same token count.
 """
 from __future__ import annotations
@@ -69,6 +70,17 @@ def make_run(path: Path, tokens: int, chunk: int = 8192, seed: int = 0) -> None:
     writer.close(True)
 
 
+def peak_rss_kib() -> float:
+    """This process's peak resident memory in KiB: VmHWM (its own address space), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
 def child(path: str, chunk: int | None, threads: int) -> None:
     """Time routing_stats on the run and print JSON (seconds, peak RSS)."""
     import torch
@@ -77,12 +89,12 @@ def child(path: str, chunk: int | None, threads: int) -> None:
     from depthscope.analyses.routing import routing_stats
     from depthscope.probe import open_run
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_kib()
     run = open_run(path)
     started, cpu = time.perf_counter(), time.process_time()
     result = routing_stats(run, chunk_tokens=chunk)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_kib()
     print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": peak / 1024, "rss_before_mib": before / 1024,
                       "tokens": run.n_tokens, "locality": float(result.by_kind.set_index("kind").loc["all", "locality"])}))
 
@@ -133,7 +145,8 @@ def main() -> None:
     parser.add_argument("--pandas-tokens", type=int, default=10_000)
     parser.add_argument("--chunk", type=int, default=None, help="tokens per analysed chunk (default: stored chunk)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads of the analysing process (default 1: the reader thread uses the other core)")
+                        help="torch threads of the analysing process (default 1: routing_stats then runs one "
+                             "worker thread per core, each decoding and analysing whole chunks)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     path = Path(args.dir) / f"run-{args.tokens}"

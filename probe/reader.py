@@ -7,6 +7,7 @@
     run.input_rms[:], run.loss[:]   numpy [tokens, sublayers] / [tokens]
     for chunk in run.iter_chunks(["alpha", "document"]):   # streaming: one chunk in memory at a time
         chunk.alpha, chunk.document, chunk.start, chunk.stop
+    run.alpha.blocks(), run.alpha.read_block(i, out=buffer)  # stored chunk i, decoded into a reused buffer
     run.grad_norms                  DataFrame step, sublayer, label, grad_norm, n_params, rank
     run.summary                     dict of DataFrames (runs recorded with a summary), else None
 

@@ -160,3 +160,28 @@ def test_infinite_weights_give_a_clear_error():
     alpha[3, 4, 1] = np.inf
     with pytest.raises(AnalysisError, match=r"infinite depth-attention weight \(token 3, sublayer"):
         routing_stats(MemoryRun(alpha=alpha, source_labels=FULL, kind="full_attnres"))
+
+
+def test_shards_read_as_one_run_on_the_stored_chunk_road(tmp_path, monkeypatch):
+    from depthscope.probe import RunWriter
+    from depthscope.probe.batch import BatchRecord
+    from depthscope.probe.layout import Layout, default_label
+
+    monkeypatch.setattr(stream, "default_workers", lambda: 2)
+    alpha = weights(FULL, 65, seed=5)
+    label = default_label(L)
+    layout = Layout(sublayers=list(range(1, L + 1)), sublayer_labels=[label(l) for l in range(1, L + 1)],
+                    source_labels=FULL, quantities=["alpha"])
+    parts = [(0, alpha[:40]), (1, alpha[40:])]  # shard 0: chunks of 16, 16, 8; shard 1: 16, 9
+    for rank, part in reversed(parts):  # rank 0 (the manifest) last
+        writer = RunWriter(tmp_path / "run", chunk_tokens=16, rank=rank, world_size=2,
+                           meta={"model": {"kind": "full_attnres", "config": None}})
+        writer.begin(layout, {})
+        t = len(part)
+        writer.write(BatchRecord(layout=layout, step=0, token=torch.zeros(1, t, dtype=torch.long),
+                                 document=torch.zeros(1, t, dtype=torch.long), position=torch.arange(t).view(1, t),
+                                 loss=torch.ones(1, t), alpha=torch.from_numpy(part).view(1, t, L, L)))
+        writer.close(True)
+    run = open_run(tmp_path / "run")
+    assert run.shard_tokens == [40, 25] and run.arrays["alpha"].blocks()[2:4] == [(32, 40), (40, 56)]
+    check(routing_stats(run), alpha, FULL)
