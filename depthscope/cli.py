@@ -47,8 +47,10 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--blocks", type=int, default=8,
                        help="N, number of Block AttnRes blocks (block_attnres only; N = 2 * layers is Full "
                             "AttnRes) (default: %(default)s)")
-    model.add_argument("--two-phase", action="store_true",
-                       help="block_attnres: compute with the exact two-phase (inference-kernel) form")
+    model.add_argument("--two-phase", action=argparse.BooleanOptionalAction, default=None,
+                       help="block_attnres: the exact two-phase computation (the default: each block's queries "
+                            "read the completed blocks once); --no-two-phase computes each sublayer's softmax "
+                            "over all its sources as written, the reference form")
     model.add_argument("--streams", type=int, default=4,
                        help="hyper: number of parallel residual streams (default: %(default)s)")
     model.add_argument("--mhc", action="store_true",
@@ -108,7 +110,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     if args.mhc and args.mixer != "hyper":
         raise UsageError("--mhc applies to --mixer hyper only")
-    if args.two_phase and args.mixer != "block_attnres":
+    if args.two_phase is not None and args.mixer != "block_attnres":
         raise UsageError("--two-phase applies to --mixer block_attnres only")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -125,7 +127,7 @@ def _run_train(args: argparse.Namespace) -> int:
         max_seq_len=args.max_seq_len or max(256, args.seq_len),
         mixer=args.mixer,
         n_blocks=args.blocks,
-        two_phase=args.two_phase,
+        two_phase=args.two_phase is not False,
         hyper_streams=args.streams,
         mhc=args.mhc,
     )

@@ -16,6 +16,9 @@ class ModelConfig:
     to within about 1e-2 on strongly skewed logits; raise it for a tighter doubly stochastic projection).
     n_blocks is the number N of Block AttnRes blocks (S = ceil(L / N) sublayers each, rounded up to even so
     that a block starts at an attention sublayer, except S = 1 which is Full AttnRes).
+    two_phase: Block AttnRes computes each block's queries against the completed blocks at once, then merges
+    each partial in (exact; the default, as it reads each completed block once per block). False computes each
+    sublayer's softmax over all of its sources as written: the reference form, equal to 1e-10 in float64.
     """
 
     vocab_size: int = 256
@@ -26,7 +29,7 @@ class ModelConfig:
     max_seq_len: int = 256
     mixer: str = "residual"
     n_blocks: int = 8
-    two_phase: bool = False
+    two_phase: bool = True
     hyper_streams: int = 4
     mhc: bool = False
     sinkhorn_iters: int = 20

@@ -23,7 +23,7 @@ from depthscope.models.data import ByteTokenizer
 VARIANTS = [
     dict(mixer="residual"),
     dict(mixer="full_attnres"),
-    dict(mixer="block_attnres", n_blocks=2),
+    dict(mixer="block_attnres", n_blocks=2, two_phase=False),
     dict(mixer="block_attnres", n_blocks=2, two_phase=True),
     dict(mixer="denseformer"),
     dict(mixer="hyper"),

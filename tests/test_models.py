@@ -11,7 +11,7 @@ from depthscope.models.mixers import sinkhorn
 ALL_VARIANTS = [
     dict(mixer="residual"),
     dict(mixer="full_attnres"),
-    dict(mixer="block_attnres", n_blocks=3),
+    dict(mixer="block_attnres", n_blocks=3, two_phase=False),
     dict(mixer="block_attnres", n_blocks=3, two_phase=True),
     dict(mixer="denseformer"),
     dict(mixer="hyper"),
@@ -57,7 +57,7 @@ def tokens(batch: int = 2, length: int = 12, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 64, (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("overrides", [dict(mixer="full_attnres"), dict(mixer="block_attnres", n_blocks=3),
+@pytest.mark.parametrize("overrides", [dict(mixer="full_attnres"), dict(mixer="block_attnres", n_blocks=3, two_phase=False),
                                        dict(mixer="block_attnres", n_blocks=3, two_phase=True)])
 def test_attnres_weights_start_uniform_over_valid_sources(overrides):
     model = build(**overrides)
@@ -87,8 +87,9 @@ def test_full_attnres_matches_hand_computation():
         sources.append(outputs[l])
 
 
-def test_block_attnres_matches_hand_computation_with_short_last_block():
-    model = build(mixer="block_attnres", n_blocks=3).double()  # L = 10, S = 4: blocks 1-4, 5-8, 9-10
+@pytest.mark.parametrize("two_phase", [False, True])
+def test_block_attnres_matches_hand_computation_with_short_last_block(two_phase):
+    model = build(mixer="block_attnres", n_blocks=3, two_phase=two_phase).double()  # L = 10, S = 4: blocks 1-4, 5-8, 9-10
     assert model.cfg.block_bounds == [(1, 4), (5, 8), (9, 10)]
     randomise_depth_parameters(model)
     x = tokens()
@@ -155,7 +156,7 @@ def test_block_with_one_sublayer_per_block_equals_full(two_phase):
 
 @pytest.mark.parametrize("n_blocks", [1, 2, 3, 4, 10])
 def test_two_phase_equals_plain_in_float64(n_blocks):
-    plain = build(mixer="block_attnres", n_blocks=n_blocks).double()
+    plain = build(mixer="block_attnres", n_blocks=n_blocks, two_phase=False).double()
     randomise_depth_parameters(plain)
     two = build(seed=9, mixer="block_attnres", n_blocks=n_blocks, two_phase=True).double()
     two.load_state_dict(plain.state_dict())

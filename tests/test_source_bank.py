@@ -61,7 +61,7 @@ class StackedBank(SourceBank):
         return weights @ torch.stack(self.values_list[: weights.shape[-1]], dim=-2)
 
 
-VARIANTS = [dict(mixer="full_attnres"), dict(mixer="block_attnres", n_blocks=3),
+VARIANTS = [dict(mixer="full_attnres"), dict(mixer="block_attnres", n_blocks=3, two_phase=False),
             dict(mixer="block_attnres", n_blocks=3, two_phase=True)]
 
 
