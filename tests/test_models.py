@@ -260,3 +260,24 @@ def test_sinkhorn_survives_extreme_logits():
     p = sinkhorn(logits, iters=20)
     assert torch.isfinite(p).all()
     torch.testing.assert_close(p.sum(-2), torch.ones(2), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mixer", ["full_attnres", "block_attnres"])
+def test_a_hook_that_replaces_alpha_changes_the_mix_in_every_form(mixer):
+    """Interventions on the alpha tap (here: uniform weights) act the same in the plain and two-phase forms."""
+    x = tokens()
+    outputs = []
+    for two_phase in (False, True):
+        model = build(mixer=mixer, n_blocks=3, two_phase=two_phase).double()
+        randomise_depth_parameters(model)
+        clean = model(x)
+        handles = [tap.register_forward_hook(lambda mod, args, out: torch.full_like(out, 1.0 / out.shape[-1]))
+                   for _, tap in iter_taps(model, "alpha")]
+        try:
+            patched = model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        assert (patched - clean).abs().max() > 1e-3  # the intervention took effect
+        outputs.append(patched)
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-10, atol=1e-10)

@@ -8,9 +8,9 @@ from depthscope.models import DepthTransformer, ModelConfig
 from depthscope.models.mixers.source_bank import SourceBank
 
 
-def bank_mixes(values: list[torch.Tensor], weights: list[torch.Tensor]) -> list[torch.Tensor]:
+def bank_mixes(values: list[torch.Tensor], weights: list[torch.Tensor], rows: int | None = None) -> list[torch.Tensor]:
     """Append sources only as the next mix needs them, so rows and sources interleave as in a model."""
-    bank = SourceBank(len(values), rows=sum(w.shape[-2] for w in weights))
+    bank = SourceBank(len(values), rows=rows or sum(w.shape[-2] for w in weights))
     outs = []
     for w in weights:
         while bank.size < w.shape[-1]:
@@ -34,13 +34,14 @@ def test_gradcheck_interleaved_mixes():
     assert torch.autograd.gradcheck(total, values + weights)
 
 
-def test_values_and_gradients_match_a_stacked_reference():
+@pytest.mark.parametrize("planned_rows", [None, 1])  # 1: the bank must grow its rows as mixes arrive
+def test_values_and_gradients_match_a_stacked_reference(planned_rows):
     gen = torch.Generator().manual_seed(1)
     values = [torch.randn(2, 3, 5, dtype=torch.float64, generator=gen, requires_grad=True) for _ in range(4)]
     weights = [torch.randn(2, 3, r, n, dtype=torch.float64, generator=gen, requires_grad=True) for r, n in SHAPES]
     leaves = values + weights
 
-    outs = bank_mixes(values, weights)
+    outs = bank_mixes(values, weights, planned_rows)
     bank_grads = torch.autograd.grad(sum(o.square().sum() for o in outs), leaves)
     reference = [w @ torch.stack(values[: w.shape[-1]], dim=-2) for w in weights]
     reference_grads = torch.autograd.grad(sum(o.square().sum() for o in reference), leaves)

@@ -91,6 +91,10 @@ class BlockAttnResMixer(DepthMixer):
         if position > 0:
             logits = torch.cat([logits, self._partial_logit(state, index)], dim=-1)
         alpha = self.alpha_taps[index - 1](torch.softmax(logits, dim=-1))  # [batch, tokens, sources]
+        return self._mix(state, alpha, position)
+
+    def _mix(self, state: BlockState, alpha: torch.Tensor, position: int) -> torch.Tensor:
+        """h = sum over completed blocks alpha_n b_n (+ alpha_p p after a block's first sublayer)."""
         completed = state.blocks.size
         mixed = state.blocks.mix(alpha[..., :completed].unsqueeze(-2)).squeeze(-2)  # [batch, tokens, d]
         return torch.addcmul(mixed, alpha[..., completed:], state.partial) if position > 0 else mixed
@@ -108,12 +112,15 @@ class BlockAttnResMixer(DepthMixer):
             state.phase_one = self._phase_one(state, first, last)
         one = state.phase_one
         weights, mixed = one.weights[position], one.mixed[position]  # [batch, tokens, n], [batch, tokens, d]
+        # A hook on the alpha tap that returns other weights (an intervention) is honoured: h is then mixed from
+        # the weights it returned, as the plain form would.
         if position == 0:
-            self.alpha_taps[index - 1](weights)
-            return mixed
+            seen = self.alpha_taps[index - 1](weights)
+            return mixed if seen is weights else self._mix(state, seen, position)
         beta = torch.sigmoid(self._partial_logit(state, index) - one.log_norm[position])  # [b, t, 1]
-        self.alpha_taps[index - 1](torch.cat([weights * (1 - beta), beta], dim=-1))
-        return torch.lerp(mixed, state.partial, beta)
+        alpha = torch.cat([weights * (1 - beta), beta], dim=-1)
+        seen = self.alpha_taps[index - 1](alpha)
+        return torch.lerp(mixed, state.partial, beta) if seen is alpha else self._mix(state, seen, position)
 
     def sublayer_input(self, state: BlockState, index: int) -> torch.Tensor:
         _, position, first, last = self.where[index]

@@ -27,6 +27,7 @@ def mix_rows(weights: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
 
 class SourceBank:
     def __init__(self, capacity: int, rows: int):
+        """capacity: sources at most; rows: consumer rows expected per forward (more are allowed, at a cost)."""
         self.capacity, self.rows = capacity, rows
         self.size = 0  # sources appended
         self.used_rows = 0  # consumer rows mixed so far
@@ -64,9 +65,14 @@ class SourceBank:
     def _register_rows(self, weights: torch.Tensor) -> int:
         if self.weights is None:
             self.weights = weights.new_zeros(*weights.shape[:-2], self.rows, self.capacity)
-        first = self.used_rows
-        self.weights[..., first : first + weights.shape[-2], : weights.shape[-1]] = weights
-        self.used_rows += weights.shape[-2]
+        first, rows = self.used_rows, weights.shape[-2]
+        if first + rows > self.rows:  # more mixes than planned (a hook intervened): grow, rarely
+            grown = self.weights.new_zeros(*self.weights.shape[:-2], 2 * (first + rows), self.capacity)
+            grown[..., :first, :] = self.weights[..., :first, :]
+            self.weights, self.rows = grown, grown.shape[-2]
+            self.grad_task += [None] * (self.rows - len(self.grad_task))
+        self.weights[..., first : first + rows, : weights.shape[-1]] = weights
+        self.used_rows += rows
         return first
 
     def _store_grads(self, first: int, grad: torch.Tensor) -> None:
