@@ -281,3 +281,23 @@ def test_a_hook_that_replaces_alpha_changes_the_mix_in_every_form(mixer):
         assert (patched - clean).abs().max() > 1e-3  # the intervention took effect
         outputs.append(patched)
     torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("mhc", [False, True])
+def test_hyper_connection_dynamic_parts_follow_their_definition(mhc):
+    """pre, post and R = static + scale * tanh(projection of RMSNorm(H)), checked against the plain ops."""
+    model = build(mixer="hyper", mhc=mhc).double()
+    randomise_depth_parameters(model)
+    connection = model.mixer.connections[2]
+    streams = torch.randn(2, 5, model.cfg.hyper_streams, model.cfg.d_model, dtype=torch.float64)
+    pre, mix, post = connection(streams)
+    normed = unit_rms(streams)
+    scale = connection.dynamic_scale
+    want_pre = connection.pre + scale[0] * torch.tanh(normed @ connection.pre_proj.weight[0])
+    want_post = connection.post + scale[1] * torch.tanh(normed @ connection.post_proj.weight[0])
+    want_mix = connection.mix + scale[2] * torch.tanh(normed @ connection.mix_proj.weight.T)
+    if mhc:
+        want_pre, want_post = torch.sigmoid(want_pre), 2 * torch.sigmoid(want_post)
+        want_mix = sinkhorn(want_mix, model.cfg.sinkhorn_iters)
+    for got, want in ((pre, want_pre), (post, want_post), (mix, want_mix)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..layers import unit_rms
 from ..taps import Tap
 from .base import DepthMixer
+from .key_logits import key_logits
 
 
 def sinkhorn(logits: torch.Tensor, iters: int) -> torch.Tensor:
@@ -28,13 +28,17 @@ def sinkhorn(logits: torch.Tensor, iters: int) -> torch.Tensor:
 
     Exp-space is several times faster than log-space here. The max is subtracted first so exp cannot overflow,
     and logits are floored 60 below it so no row or column underflows to all zeros (which would divide by 0).
+    The iterations run on a [n, n, ...] copy: with the many small matrices along the last axis, each row or
+    column sum is an add of contiguous vectors instead of a reduction over a length-n axis (about 4x faster).
     """
     peak = logits.amax(dim=(-1, -2), keepdim=True)
     p = torch.exp(torch.maximum(logits - peak, torch.full_like(peak, -60.0)))
+    batch_dims = range(p.dim() - 2)
+    p = p.permute(-2, -1, *batch_dims).contiguous()  # [n (rows), n (columns), ...]
     for _ in range(iters):
-        p = p / p.sum(dim=-1, keepdim=True)
-        p = p / p.sum(dim=-2, keepdim=True)
-    return p
+        p = p / p.sum(dim=1, keepdim=True)
+        p = p / p.sum(dim=0, keepdim=True)
+    return p.permute(*(d + 2 for d in batch_dims), 0, 1).contiguous()  # [..., n, n]
 
 
 class HyperConnection(nn.Module):
@@ -63,10 +67,12 @@ class HyperConnection(nn.Module):
 
     def forward(self, streams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """streams [batch, tokens, n, d] -> pre [b, t, n], mix [b, t, n, n], post [b, t, n]."""
-        normed = unit_rms(streams)
-        pre = self.pre + self.dynamic_scale[0] * torch.tanh(self.pre_proj(normed).squeeze(-1))
-        post = self.post + self.dynamic_scale[1] * torch.tanh(self.post_proj(normed).squeeze(-1))
-        mix = self.mix + self.dynamic_scale[2] * torch.tanh(self.mix_proj(normed))  # [b, t, n, n]
+        # The three projections of RMSNorm(H) in one fused pass: the normalised streams are never materialised.
+        weight = torch.cat([self.pre_proj.weight, self.post_proj.weight, self.mix_proj.weight])  # [2 + n, d]
+        projected = torch.tanh(key_logits(streams, weight))  # [batch, tokens, n, 2 + n]
+        pre = self.pre + self.dynamic_scale[0] * projected[..., 0]
+        post = self.post + self.dynamic_scale[1] * projected[..., 1]
+        mix = self.mix + self.dynamic_scale[2] * projected[..., 2:]  # [b, t, n, n]
         if self.mhc:
             pre, post, mix = torch.sigmoid(pre), 2.0 * torch.sigmoid(post), sinkhorn(mix, self.sinkhorn_iters)
         return pre, mix, post
@@ -104,7 +110,7 @@ class HyperMixer(DepthMixer):
     def absorb(self, state: HyperState, index: int, output: torch.Tensor) -> None:
         mix, post = state.pending
         # H'_j = sum_k R[k, j] H_k + post_j f_l: [b, t, n, n]^T @ [b, t, n, d] -> [b, t, n, d]
-        mixed = mix.transpose(-1, -2) @ state.streams + post.unsqueeze(-1) * output.unsqueeze(-2)
+        mixed = torch.addcmul(mix.transpose(-1, -2) @ state.streams, post.unsqueeze(-1), output.unsqueeze(-2))
         state.streams, state.pending = self.stream_taps[index - 1](mixed), None
 
     def finish(self, state: HyperState) -> torch.Tensor:
