@@ -5,6 +5,9 @@
 routing*, mixing* (routing.py, mixing.py), signal, signal_growth, signal_vs_baseline, block_resets (signal.py),
 gradients, gradient_uniformity (gradients.py), causal, causal_summary (causal.py, when the run's checkpoint is
 at hand), estimates and compare (compare.py). A table a run cannot give is skipped, with the reason in `notes`.
+
+The depth-attention weights (the bulk of a run) are read once: the routing pass also sums the token-mean
+weights (for the mixing matrix) and the per-group routing sums (for the confidence intervals).
 """
 from __future__ import annotations
 
@@ -60,6 +63,7 @@ def analyze_one(run, k: float | None = None, unit: str = "auto", causal: bool = 
                 chunk_tokens: int | None = None) -> Analysis:
     from .causal import SUPPORTED, causal_from_run, causal_summary
     from .compare import grouped_sums, param_grad_sums
+    from .groups import group_index
     from .gradients import gradient_profile, gradient_uniformity
     from .mixing import mixing_from_run, mixing_tables
     from .routing import routing_stats
@@ -70,13 +74,21 @@ def analyze_one(run, k: float | None = None, unit: str = "auto", causal: bool = 
         raise AnalysisError(run_name(run), "the run holds no tokens")
     out = Analysis(run)
     t = out.tables
+    routing = None
     if "alpha" in run.captured:
-        routing = _try(out, "routing", lambda: routing_stats(run, k, chunk_tokens))
+        # the bootstrap groups, so that the routing pass sums per group too (a unit the run cannot give is
+        # noted by grouped_sums below, as before)
+        try:
+            groups = group_index(run, unit, chunk_tokens=chunk_tokens)
+        except (AnalysisError, ValueError):
+            groups = None
+        routing = _try(out, "routing", lambda: routing_stats(run, k, chunk_tokens, groups=groups))
         if routing is not None:
             t.update(routing.frames())
             out.window = (routing.k, routing.unit)
         if out.kind != "hyper":
-            mix = _try(out, "mixing matrix", lambda: mixing_from_run(run, chunk_tokens))
+            weights = routing.mean_alpha if routing is not None else None
+            mix = _try(out, "mixing matrix", lambda: mixing_from_run(run, chunk_tokens, weights))
             if mix is not None:
                 t.update(mixing_tables(mix))
         else:
@@ -94,7 +106,8 @@ def analyze_one(run, k: float | None = None, unit: str = "auto", causal: bool = 
     if grads is not None:
         t["gradients"] = grads
         t["gradient_uniformity"] = gradient_uniformity(grads)
-    out.sums = _try(out, "confidence intervals", lambda: grouped_sums(run, unit, k, chunk_tokens=chunk_tokens))
+    out.sums = _try(out, "confidence intervals", lambda: grouped_sums(run, unit, k, chunk_tokens=chunk_tokens,
+                                                                    routing=routing))
     if not run.grad_norms.empty:
         out.param_sums = _try(out, "parameter-gradient intervals", lambda: param_grad_sums(run))
     if causal and out.kind in SUPPORTED:
@@ -122,8 +135,9 @@ def analyze(run, baseline=None, k: float | None = None, unit: str = "auto", caus
     for a in runs:
         for sums, table in ((a.sums, statistics), (a.param_sums, param_grad_statistics)):
             if sums is not None:
-                names = [n for n in table(sums) if n in REPORTED]
-                rows += [{"run": a.name, **estimate(sums, n, n_resamples=n_resamples)} for n in names]
+                stats = table(sums)  # built once; estimate() shares one set of resampled sums across names
+                names = [n for n in stats if n in REPORTED]
+                rows += [{"run": a.name, **estimate(sums, n, n_resamples=n_resamples, table=stats)} for n in names]
     if baseline is not None:
         base = main.baseline
         parts = []

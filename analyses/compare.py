@@ -9,8 +9,9 @@ Groups (`unit`): "documents" (the recorded document ids), "blocks" (consecutive 
 tokens, a block bootstrap that keeps the dependence between neighbouring tokens), "tokens" (each token; at
 most 200,000), or "auto" = documents when the run holds at least 20 documents, else blocks.
 
-`estimate(sums, name)`: the statistic with a percentile bootstrap CI (scipy.stats.bootstrap, resampling groups,
-`n_resamples` = 1000, 95 %). `compare(a, b, name)`: the difference a - b with its bootstrap CI (the two runs
+`estimate(sums, name)`: the statistic with a percentile bootstrap CI (scipy.stats.bootstrap's draws and
+interval, resampling groups, `n_resamples` = 1000, 95 %, seed 0; the resampled sums are drawn once per
+GroupedSums and shared by every statistic: bootstrap.py). `compare(a, b, name)`: the difference a - b with its bootstrap CI (the two runs
 resampled independently) and Welch's t-test (scipy.stats.ttest_ind, equal_var=False) on the statistic
 computed per group (groups where it is undefined are dropped), with its p-value.
 
@@ -25,6 +26,8 @@ suffixes restrict to one kind):
                       (definitions in signal.py and gradients.py); <q>_last_first3, <q>_log_slope3: the same
                       growth over sublayers 3..L (after the first transformer block)
   loss                mean per-token loss
+The per-group routing sums come from the routing pass itself when `grouped_sums` is handed its result
+(`routing_stats(run, k, groups=group_index(run, unit))`, as analyze.py does), so alpha is read once.
 Parameter-gradient norms are per step, not per token: `param_grad_sums(run)` groups them by step, with
 param_grad_cv, param_grad_max_min, param_grad_early_late (and param_grad_rms_* per parameter).
 """
@@ -38,16 +41,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .bootstrap import percentile_interval, resampled_sums
 from .errors import AnalysisError
-from .routing import RoutingKernel, is_signed
+from .groups import BLOCK_TOKENS, MAX_TOKEN_GROUPS, MIN_DOCUMENTS, GroupIndex, group_index  # noqa: F401
+from .routing import Routing, routing_stats
+from .routing_groups import GROUP_FEATURES
 from .runs import as_run, iter_chunks, run_name, sublayer_kinds
 from .sources import run_geometry
 
-ROUTING_FEATURES = ("locality", "long_range", "embedding", "entropy", "norm_entropy", "jump", "top_embedding")
+ROUTING_FEATURES = GROUP_FEATURES[:7]  # locality, long_range, embedding, entropy, norm_entropy, jump, top_embedding
 RMS_FEATURES = ("input_rms", "output_rms", "residual_rms", "grad_rms")
-BLOCK_TOKENS = 256
-MIN_DOCUMENTS = 20
-MAX_TOKEN_GROUPS = 200_000
 N_RESAMPLES = 1000
 CONFIDENCE = 0.95
 
@@ -65,6 +68,8 @@ class GroupedSums:
     kinds: list[str] = field(default_factory=list)
     uniform_locality: np.ndarray | None = None  # [slots] #nearest / #sources
     routed: np.ndarray | None = None  # [slots] bool
+    # bootstrap resampled sums, drawn once per (resamples, batch, seed[, other sample]): bootstrap.py
+    resampled: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_groups(self) -> int:
@@ -87,92 +92,77 @@ def seed_interval(values, confidence: float = 0.95) -> tuple[float, float, float
     return mean, mean - half, mean + half
 
 
-def _group_ids(chunk, unit: str, block_tokens: int) -> np.ndarray:
-    if unit == "documents":
-        return np.asarray(chunk["document"], dtype=np.int64)
-    index = np.arange(chunk.start, chunk.stop)
-    return index // block_tokens if unit == "blocks" else index
-
-
 def _choose_unit(run, unit: str) -> str:
-    if unit not in ("auto", "documents", "blocks", "tokens"):
-        raise ValueError(f"unit must be auto, documents, blocks or tokens, got {unit!r}")
-    if unit in ("auto", "documents"):
-        docs = set()
-        if "document" in run.captured:
-            for chunk in iter_chunks(run, ["document"]):
-                docs.update(np.unique(chunk["document"]).tolist())
-        docs.discard(-1)
-        if unit == "documents" and not docs:
-            raise AnalysisError(run_name(run), "no document ids recorded; use unit='blocks' or 'tokens'")
-        if unit == "auto":
-            return "documents" if len(docs) >= MIN_DOCUMENTS else "blocks"
-    if unit == "tokens" and run.n_tokens > MAX_TOKEN_GROUPS:
-        raise AnalysisError(run_name(run), f"{run.n_tokens} tokens is too many groups for a token bootstrap "
-                                           f"(at most {MAX_TOKEN_GROUPS}); use unit='blocks'")
-    return unit
+    """The unit `unit` resolves to on this run (groups.py)."""
+    return group_index(run, unit).unit
+
+
+def _routing_matches(routing: Routing | None, run, unit: str, k: float | None, block_tokens: int,
+                     chunk_tokens: int | None) -> bool:
+    """Whether a routing_stats result holds the per-group sums grouped_sums would compute itself."""
+    if routing is None or routing.group_sums is None or routing.groups is None:
+        return False
+    g = routing.groups
+    return (unit in (g.asked, g.unit) and g.block_tokens == block_tokens and g.chunk_tokens == chunk_tokens
+            and len(g.ids) == run.n_tokens and routing.k == (run_geometry(run).default_k() if k is None else k))
 
 
 def grouped_sums(run, unit: str = "auto", k: float | None = None, block_tokens: int = BLOCK_TOKENS,
-                 chunk_tokens: int | None = None) -> GroupedSums:
-    """One streaming pass: per group, sums (and counts) of every per-token quantity per sublayer."""
+                 chunk_tokens: int | None = None, routing: Routing | None = None) -> GroupedSums:
+    """Per group (groups.py), sums (and counts) of every per-token quantity per sublayer.
+
+    The routing features are the per-group sums of the one-pass routing kernel (routing_groups.py): taken from
+    `routing` when it is a routing_stats result of this run with the same k and groups
+    (groups=group_index(run, unit, block_tokens, chunk_tokens)), else computed here by that pass. RMS and
+    loss are summed in one streaming pass over their (small) arrays."""
     run = as_run(run)
     if run.n_tokens == 0:
         raise AnalysisError(run_name(run), "the run holds no tokens")
-    unit = _choose_unit(run, unit)
+    if _routing_matches(routing, run, unit, k, block_tokens, chunk_tokens):
+        index = routing.groups
+    else:
+        routing = None
+        index = group_index(run, unit, block_tokens, chunk_tokens)
+    G = index.n_groups
     labels = list(run.sublayer_labels)
-    n = len(labels)
     has_alpha = "alpha" in run.captured
     rms = [q for q in RMS_FEATURES if q in run.captured]
     names = ["tokens"]
-    geo = kernel = None
+    parts = [np.bincount(index.ids, minlength=G).astype(np.float64)[:, None]]  # [G, 1]
+    geo = None
     if has_alpha:
         geo = run_geometry(run)
-        kernel = RoutingKernel(geo, k, is_signed(run), run_name(run))
-        for f in ROUTING_FEATURES:
+        for f in GROUP_FEATURES:  # the features listed, then norm_entropy_n
             names += [f"{f}@{lab}" for lab in labels]
-        names += [f"norm_entropy_n@{lab}" for lab in labels]
+        if routing is None and geo.routed.any():
+            routing = routing_stats(run, k, chunk_tokens, groups=index)
+        by_group = routing.group_sums if routing is not None else np.zeros((G, len(GROUP_FEATURES), len(labels)))
+        parts.append(by_group.reshape(G, -1))  # [G, features, slots] -> [G, features * slots], feature-major
     for q in rms:
         names += [f"{q}@{lab}" for lab in labels] + [f"{q}_n@{lab}" for lab in labels]
     has_loss = "loss" in run.captured
     if has_loss:
         names += ["loss", "loss_n"]
-    arrays = (["alpha"] if has_alpha else []) + rms + (["loss"] if has_loss else []) + \
-        (["document"] if unit == "documents" else [])
-    index: dict[int, int] = {}
-    total = torch.zeros(0, len(names), dtype=torch.float64)
-    for chunk in iter_chunks(run, arrays, chunk_tokens):
-        t = len(chunk)
-        parts = [torch.ones(t, 1, dtype=torch.float64)]
-        if has_alpha:
-            stats = kernel.token_stats(kernel.prepare(chunk["alpha"]), chunk.start)
-            for f in ROUTING_FEATURES:
-                v = stats[f].double()
-                parts.append(torch.nan_to_num(v, nan=0.0))
-            ne = stats["norm_entropy"]
-            parts.append((~torch.isnan(ne)).double())
-        for q in rms:
-            x = torch.as_tensor(np.asarray(chunk[q], dtype=np.float64))
-            ok = torch.isfinite(x)
-            parts += [torch.where(ok, x, 0.0), ok.double()]
-        if has_loss:
-            x = torch.as_tensor(np.asarray(chunk["loss"], dtype=np.float64)).view(t, 1)
-            ok = torch.isfinite(x)
-            parts += [torch.where(ok, x, 0.0), ok.double()]
-        X = torch.cat(parts, dim=1)  # [T, F]
-        ids = _group_ids(chunk, unit, block_tokens)
-        uniq, inverse = np.unique(ids, return_inverse=True)
-        for g in uniq.tolist():
-            if g not in index:
-                index[g] = len(index)
-        rows = torch.from_numpy(np.array([index[g] for g in uniq.tolist()], dtype=np.int64)[inverse])
-        if len(index) > total.shape[0]:
-            grown = torch.zeros(max(len(index), 2 * total.shape[0]), len(names), dtype=torch.float64)
-            grown[: total.shape[0]] = total
-            total = grown
-        total.index_add_(0, rows, X)
-    features = total[: len(index)].numpy()
-    sums = GroupedSums(features, names, unit, run_name(run), list(run.sublayers), labels, sublayer_kinds(labels))
+    arrays = rms + (["loss"] if has_loss else [])
+    if arrays:
+        width = 2 * len(labels) * len(rms) + 2 * has_loss
+        total = torch.zeros(G, width, dtype=torch.float64)
+        for chunk in iter_chunks(run, arrays, chunk_tokens):
+            t = len(chunk)
+            cols = []
+            for q in rms:
+                x = torch.as_tensor(np.asarray(chunk[q], dtype=np.float64))  # [T, slots]
+                ok = torch.isfinite(x)
+                cols += [torch.where(ok, x, 0.0), ok.double()]
+            if has_loss:
+                x = torch.as_tensor(np.asarray(chunk["loss"], dtype=np.float64)).view(t, 1)
+                ok = torch.isfinite(x)
+                cols += [torch.where(ok, x, 0.0), ok.double()]
+            rows = torch.from_numpy(np.ascontiguousarray(index.of(chunk.start, chunk.stop)))
+            total.index_add_(0, rows, torch.cat(cols, dim=1))  # [T, width] summed into its groups' rows
+        parts.append(total.numpy())
+    features = np.concatenate(parts, axis=1)
+    sums = GroupedSums(features, names, index.unit, run_name(run), list(run.sublayers), labels, sublayer_kinds(labels))
     if geo is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
             sums.uniform_locality = np.where(geo.routed, geo.nearest.sum(1) / np.maximum(geo.n_sources, 1), np.nan)
@@ -314,54 +304,61 @@ def _stat(sums: GroupedSums, name: str, table: dict[str, Stat] | None) -> Stat:
 
 
 def _batch(sums: GroupedSums) -> int:
+    """The resamples per batch the draws are made in (scipy's `batch`; it fixes the draws of two samples)."""
     return max(1, int(2e7 // max(1, sums.n_groups * sums.features.shape[1])))
+
+
+def _resampled(a: GroupedSums, b: GroupedSums | None, n_resamples: int, seed: int) -> list[np.ndarray]:
+    """The bootstrap resampled sums [n_resamples, F] of a (and of b, drawn together as scipy draws two
+    independent samples), cached on `a` (bootstrap.py)."""
+    batch = _batch(a) if b is None else max(1, min(_batch(a), _batch(b)))
+    key = (n_resamples, batch, seed, None if b is None else id(b.features))
+    have = a.resampled.get(key)
+    # the cached entry holds the features it was drawn from (so an id is never reused while it is cached)
+    if have is None or have[0] is not a.features or (b is not None and have[1] is not b.features):
+        features = [a.features] if b is None else [a.features, b.features]
+        have = (a.features, None if b is None else b.features, resampled_sums(features, n_resamples, batch, seed))
+        a.resampled[key] = have
+    return have[2]
+
+
+def _quiet(f: Stat, x: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return f(x)
 
 
 def estimate(sums: GroupedSums, name: str, n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE,
              seed: int = 0, table: dict[str, Stat] | None = None) -> dict:
-    """name, value, ci_low, ci_high, n_groups, unit: the statistic and its percentile bootstrap CI."""
-    from scipy.stats import bootstrap
+    """name, value, ci_low, ci_high, n_groups, unit: the statistic and its percentile bootstrap CI.
 
+    value = f(sums over all groups); the CI is the percentile interval of f over `n_resamples` resamples of
+    the groups with replacement (seed `seed`; the same draws for every statistic of `sums`)."""
     f = _stat(sums, name, table)
     x = sums.features
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        value = float(f(x.sum(0)))
+    value = float(_quiet(f, x.sum(0)))
     low = high = np.nan
     if sums.n_groups >= 2 and np.isfinite(value):
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            res = bootstrap((np.arange(sums.n_groups),), lambda i, axis=-1: f(x[i].sum(-2)), vectorized=True,
-                            n_resamples=n_resamples, confidence_level=confidence, method="percentile",
-                            batch=_batch(sums), random_state=np.random.default_rng(seed))
-        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        (resampled,) = _resampled(sums, None, n_resamples, seed)
+        low, high = percentile_interval(_quiet(f, resampled), sums.n_groups, confidence)
     return {"statistic": name, "value": value, "ci_low": low, "ci_high": high, "n_groups": sums.n_groups,
             "unit": sums.unit}
 
 
 def compare(a: GroupedSums, b: GroupedSums, name: str, n_resamples: int = N_RESAMPLES,
             confidence: float = CONFIDENCE, seed: int = 0) -> dict:
-    """The difference a - b of a statistic: value_a, value_b, diff, bootstrap CI, Welch t and p-value."""
-    from scipy.stats import bootstrap, ttest_ind
+    """The difference a - b of a statistic: value_a, value_b, diff, bootstrap CI (percentile; the two runs'
+    groups resampled independently), Welch t and p-value (on the statistic computed per group)."""
+    from scipy.stats import ttest_ind
 
     fa, fb = _stat(a, name, None), _stat(b, name, None)
     xa, xb = a.features, b.features
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        va, vb = float(fa(xa.sum(0))), float(fb(xb.sum(0)))
+    va, vb = float(_quiet(fa, xa.sum(0))), float(_quiet(fb, xb.sum(0)))
     low = high = np.nan
     if a.n_groups >= 2 and b.n_groups >= 2 and np.isfinite(va - vb):
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            res = bootstrap((np.arange(a.n_groups), np.arange(b.n_groups)),
-                            lambda i, j, axis=-1: fa(xa[i].sum(-2)) - fb(xb[j].sum(-2)), vectorized=True,
-                            paired=False, n_resamples=n_resamples, confidence_level=confidence,
-                            method="percentile", batch=max(1, min(_batch(a), _batch(b))),
-                            random_state=np.random.default_rng(seed))
-        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        ga, gb = np.asarray(fa(xa), dtype=float), np.asarray(fb(xb), dtype=float)
+        ra, rb = _resampled(a, b, n_resamples, seed)
+        low, high = percentile_interval(_quiet(fa, ra) - _quiet(fb, rb), a.n_groups, confidence)
+    ga, gb = np.asarray(_quiet(fa, xa), dtype=float), np.asarray(_quiet(fb, xb), dtype=float)
     ga, gb = ga[np.isfinite(ga)], gb[np.isfinite(gb)]
     t = p = np.nan
     if len(ga) >= 2 and len(gb) >= 2 and (ga.std() > 0 or gb.std() > 0):

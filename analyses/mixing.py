@@ -194,14 +194,21 @@ def mean_weights(run, chunk_tokens: int | None = None) -> np.ndarray:
     return np.where(run_geometry(run).valid, mean, np.nan)
 
 
-def mixing_from_run(run, chunk_tokens: int | None = None) -> Mixing:
-    """M of a recorded run from its token-mean weights (not for Hyper-Connections: see the module docstring)."""
+def mixing_from_run(run, chunk_tokens: int | None = None, weights: np.ndarray | None = None) -> Mixing:
+    """M of a recorded run from its token-mean weights (not for Hyper-Connections: see the module docstring).
+
+    weights: the token-mean weights [slots, max_sources] when already at hand (routing_stats(run).mean_alpha
+    sums them in its own pass), else mean_weights(run) streams over alpha once more."""
     run = as_run(run)
     cfg = model_config(run)
     L = int(cfg["n_layers"]) * 2 if cfg else max(l for l, lab in zip(run.sublayers, run.sublayer_labels)
                                                  if lab != "final")
-    return mixing_from_weights(run.source_labels, run.sublayers, mean_weights(run, chunk_tokens), L,
-                               model_kind(run), cfg)
+    if weights is None:
+        weights = mean_weights(run, chunk_tokens)
+    elif np.ndim(weights) != 2 or len(weights) != len(run.source_labels):
+        raise AnalysisError(run_name(run), f"mean weights of shape {np.shape(weights)} for "
+                                           f"{len(run.source_labels)} sublayers")
+    return mixing_from_weights(run.source_labels, run.sublayers, weights, L, model_kind(run), cfg)
 
 
 @torch.no_grad()

@@ -39,7 +39,9 @@ import pandas as pd
 import torch
 
 from .errors import AnalysisError
+from .groups import GroupIndex
 from .routing_chunk import STAT_COLUMNS, ChunkKernel, RoutingSums
+from .routing_groups import GROUP_FEATURES
 from .runs import as_run, model_kind, require, run_name
 from .sources import SourceGeometry, run_geometry
 from .stream import map_chunks
@@ -171,7 +173,11 @@ class RoutingKernel:
 class Routing:
     """Tables of routing statistics (module docstring): `sublayers` (one row per sublayer), `sources` (one row
     per sublayer and source), `jumps` (per sublayer and distance of the top source), `by_kind` (means over the
-    sublayers of each kind: attn, mlp, final, all = attn and mlp). k: the window used; unit: its unit."""
+    sublayers of each kind: attn, mlp, final, all = attn and mlp). k: the window used; unit: its unit.
+    mean_alpha [n, S]: token-mean of the recorded (signed) weights, NaN beyond each row's sources (what
+    mixing.mixing_from_run needs). groups / group_sums: when routing_stats was given a GroupIndex, its
+    numbering and the per-group sums [n_groups, len(GROUP_FEATURES), n] of routing_groups.py (what
+    compare.grouped_sums needs)."""
 
     sublayers: pd.DataFrame
     sources: pd.DataFrame
@@ -180,6 +186,9 @@ class Routing:
     k: float
     unit: str
     tokens: int
+    mean_alpha: np.ndarray | None = None
+    groups: GroupIndex | None = None
+    group_sums: np.ndarray | None = None
 
     def frames(self) -> dict[str, pd.DataFrame]:
         return {"routing": self.sublayers, "routing_sources": self.sources, "routing_jumps": self.jumps,
@@ -189,21 +198,37 @@ class Routing:
 class RoutingAccumulator:
     """Streaming sums behind `Routing`: update(alpha chunk) (or add(kernel.sums(chunk)), e.g. from worker
     threads) any number of times, then result(). The sums come from the one-pass chunk kernel
-    (routing_chunk.py), which computes the same statistics as RoutingKernel without per-token tables."""
+    (routing_chunk.py), which computes the same statistics as RoutingKernel without per-token tables.
+    groups: when given, the chunk sums carry per-group sums (kernel.sums(..., groups=...)), gathered here."""
 
-    def __init__(self, geo: SourceGeometry, k: float | None = None, signed: bool = True, where: str = "<run>"):
+    def __init__(self, geo: SourceGeometry, k: float | None = None, signed: bool = True, where: str = "<run>",
+                 groups: GroupIndex | None = None):
         self.kernel = ChunkKernel(geo, k, signed, where)
         self.total = RoutingSums.zeros(*geo.valid.shape)
+        self.groups = groups
+        self.group_sums = (np.zeros((groups.n_groups, len(GROUP_FEATURES), geo.valid.shape[0]))
+                           if groups is not None else None)
 
     @property
     def tokens(self) -> int:
         return self.total.tokens
 
     def update(self, alpha, start: int = 0) -> None:
-        self.add(self.kernel.sums(alpha, start))
+        self.add(self.chunk_sums(alpha, start))
+
+    def chunk_sums(self, alpha, start: int = 0) -> RoutingSums:
+        """The kernel's sums of one chunk starting at token `start` (with its tokens' groups, if any);
+        thread-safe, so it may run on worker threads (stream.map_chunks)."""
+        groups = None if self.groups is None else self.groups.of(start, start + len(alpha))
+        return self.kernel.sums(alpha, start, groups)
 
     def add(self, sums: RoutingSums) -> None:
         self.total.add(sums)
+        if self.group_sums is not None:
+            if sums.groups is None:
+                raise ValueError("chunk sums without per-group sums added to an accumulator with groups")
+            ids, part = sums.groups
+            self.group_sums[ids] += part  # ids are distinct within a chunk
 
     def result(self) -> Routing:
         geo, kern = self.kernel.geo, self.kernel
@@ -277,7 +302,9 @@ class RoutingAccumulator:
         if len(part):
             kinds.append({"kind": "all", "sublayers": len(part), **part[cols].mean(skipna=True).to_dict()})
         by_kind = pd.DataFrame(kinds, columns=["kind", "sublayers", *cols])
-        return Routing(per, sources, jumps, by_kind, kern.k, geo.unit, self.tokens)
+        mean_alpha = np.where(geo.valid, total.raw / T, np.nan)
+        return Routing(per, sources, jumps, by_kind, kern.k, geo.unit, self.tokens, mean_alpha, self.groups,
+                       self.group_sums)
 
 
 def is_signed(run) -> bool:
@@ -285,7 +312,8 @@ def is_signed(run) -> bool:
     return model_kind(run) not in NONNEGATIVE_KINDS
 
 
-def routing_stats(run, k: float | None = None, chunk_tokens: int | None = None) -> Routing:
+def routing_stats(run, k: float | None = None, chunk_tokens: int | None = None,
+                  groups: GroupIndex | None = None) -> Routing:
     """Routing statistics of a run (module docstring), one chunk of tokens in memory at a time.
 
     run: a run directory, probe.Run or MemoryRun holding "alpha". k: the long-range window in the run's unit
@@ -293,13 +321,17 @@ def routing_stats(run, k: float | None = None, chunk_tokens: int | None = None) 
     lets a stored run's chunks be decoded and analysed on one thread per core: stream.py). One pass per
     chunk (routing_chunk.py). Weights without shares (NaN or infinite at a valid source, all zero) raise
     AnalysisError naming the token and sublayer; NaN in a stored run raises the reader's RunError instead.
+    groups: the tokens' bootstrap groups (groups.group_index); the same pass then also sums the per-token
+    statistics per group (Routing.group_sums, for compare.grouped_sums).
     """
     run = as_run(run)
     require(run, ["alpha"], "routing statistics")
     geo = run_geometry(run)
     if not geo.routed.any():
         raise AnalysisError(run_name(run), "no sublayer of this run has depth-attention sources")
-    acc = RoutingAccumulator(geo, k, is_signed(run), run_name(run))
-    for sums in map_chunks(run, "alpha", acc.kernel.sums, chunk_tokens):
+    if groups is not None and len(groups.ids) != run.n_tokens:
+        raise ValueError(f"groups number {len(groups.ids)} tokens, the run holds {run.n_tokens}")
+    acc = RoutingAccumulator(geo, k, is_signed(run), run_name(run), groups)
+    for sums in map_chunks(run, "alpha", acc.chunk_sums, chunk_tokens):
         acc.add(sums)
     return acc.result()

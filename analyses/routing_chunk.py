@@ -19,6 +19,8 @@ bench/analyses.py, 1M tokens x 32 sublayers x 33 sources, on 2 CPU cores):
   use int64 keys (bits << 13 | rank).
 - log2 is numpy's (vectorised; torch's log is several times slower on CPU).
 - A NaN at a valid source makes its row sum Z NaN: one check on [tokens, rows] instead of one per weight.
+- Given each token's bootstrap group, the same pass also sums the per-token statistics per group
+  (routing_groups.py), so the confidence intervals of compare.py need no second pass over the weights.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 
 from .errors import AnalysisError, NaNWeightError
+from .routing_groups import GROUP_FEATURES, GroupPlan
 from .sources import SourceGeometry
 
 STAT_COLUMNS = ("locality", "long_range", "embedding", "entropy", "norm_entropy", "eff_sources")
@@ -46,7 +49,9 @@ class RoutingSums:
     stats / counts [len(STAT_COLUMNS), n]: sums of the per-token statistics and the tokens they hold (a
     statistic undefined for a position, e.g. norm_entropy with one source, has count 0). jump, top_embedding
     [n]: tokens whose top source is a jump / the embedding. top [n, S]: tokens per top source. raw, share,
-    share_sq [n, S]: sums of alpha, of the shares p and of p^2."""
+    share_sq [n, S]: sums of alpha, of the shares p and of p^2. groups: when the kernel was given the tokens'
+    groups, (group numbers [G_c], per-group sums [G_c, len(GROUP_FEATURES), n]) of routing_groups.py (not
+    added by add(): the accumulator of routing.py gathers them by group number)."""
 
     tokens: int
     stats: np.ndarray
@@ -57,6 +62,7 @@ class RoutingSums:
     raw: np.ndarray
     share: np.ndarray
     share_sq: np.ndarray
+    groups: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def zeros(cls, n: int, s: int) -> "RoutingSums":
@@ -103,6 +109,8 @@ class ChunkKernel:
         self.is_jump = self.masks.get("long_range", np.zeros_like(valid))  # non-embedding, more than k back
         with np.errstate(divide="ignore"):
             self.log_n = np.where(n > 1, np.log(np.maximum(n, 1)), np.nan)  # [g]
+        self.group_plan = GroupPlan(rows, geo.valid.shape[0], valid, self.masks["embedding"],
+                                    self.masks.get("locality"), self.masks.get("long_range"), rank, self.log_n)
         self._local = threading.local()
 
     def _scratch(self, tokens: int) -> dict[str, torch.Tensor]:
@@ -115,19 +123,29 @@ class ChunkKernel:
             self._local.buffers = have
         return have
 
-    def sums(self, alpha, start: int = 0) -> RoutingSums:
+    def sums(self, alpha, start: int = 0, groups: np.ndarray | None = None) -> RoutingSums:
         """alpha [T, n, S] (numpy or torch, any float dtype; anything beyond each row's sources is ignored) ->
-        RoutingSums. start: the run's index of the chunk's first token (for error messages)."""
+        RoutingSums. start: the run's index of the chunk's first token (for error messages). groups: optional
+        [T] group number of each token (groups.py); then the result's `groups` holds the per-group sums."""
         x = torch.as_tensor(alpha)
         n, s = self.geo.valid.shape
         if x.dim() != 3 or tuple(x.shape[1:]) != (n, s):
             raise AnalysisError(self.where, f"alpha chunk of shape {tuple(x.shape)}, expected [tokens, {n}, {s}]")
         out = RoutingSums.zeros(n, s)
         out.tokens = t = x.shape[0]
+        if groups is not None and len(groups) != t:
+            raise ValueError(f"{len(groups)} group numbers for a chunk of {t} tokens")
         if t == 0 or len(self.rows) == 0:
+            if groups is not None:  # no statistic defined: every group sum is 0, apart from counting nothing
+                uniq = np.unique(np.asarray(groups, dtype=np.int64))
+                out.groups = (uniq, np.zeros((len(uniq), len(GROUP_FEATURES), n)))
             return out
         buf = self._scratch(t)
         total, alogb, kmax = buf["total"][:t], buf["alogb"][:t], buf["kmax"][:t]  # [T, g]
+        if groups is not None:  # each token's index into the chunk's group numbers uniq [G]
+            uniq, local = np.unique(np.asarray(groups, dtype=np.int64), return_inverse=True)
+            local = local.ravel()
+            linear = torch.zeros(len(uniq), 3, len(self.rows), dtype=torch.float64)  # [G, 3, g]
         exact = x.dtype in (torch.float16, torch.bfloat16) and self.width + 1 < (1 << RANK_BITS)
         bits = RANK_BITS if exact else max(RANK_BITS, (self.width + 1).bit_length())
         raw, share, share_sq = (torch.zeros(len(self.rows), self.width, dtype=torch.float64) for _ in range(3))
@@ -143,13 +161,15 @@ class ChunkKernel:
             self._row_sum(tmp.mul_(a), alogb[b0:b1])
             # shares p = a / Z
             torch.mul(a, total[b0:b1].reciprocal().unsqueeze(-1), out=tmp)
-            share += tmp.sum(0)
+            share += tmp.sum(0) if groups is None else self.group_plan.add_shares(tmp, local[b0:b1], linear)
             share_sq += tmp.square_().sum(0)
         self._check(total, start)
         rows, w = self.rows, self.width
         out.raw[rows, :w], out.share[rows, :w], out.share_sq[rows, :w] = raw.numpy(), share.numpy(), share_sq.numpy()
-        self._top(kmax, bits, out)
-        self._stats(total, alogb, out)
+        code = self._top(kmax, bits, out)
+        entropy = self._stats(total, alogb, out)
+        if groups is not None:
+            out.groups = self.group_plan.finish(uniq, local, linear, entropy, code)
         return out
 
     def _row_sum(self, a: torch.Tensor, out: torch.Tensor) -> None:
@@ -175,8 +195,9 @@ class ChunkKernel:
             keys = (a.view(torch.int32).to(torch.int64) << bits) | self.rank.to(torch.int64)
         kmax.copy_(keys.amax(-1))
 
-    def _top(self, kmax: torch.Tensor, bits: int, out: RoutingSums) -> None:
-        """Counts per top source, top-embedding and jump counts, from the winning ranks of a chunk."""
+    def _top(self, kmax: torch.Tensor, bits: int, out: RoutingSums) -> torch.Tensor:
+        """Counts per top source, top-embedding and jump counts, from the winning ranks of a chunk; returns the
+        codes [T, g] int32 = row * (w + 2) + winning rank."""
         g, w = len(self.rows), self.width
         code = (kmax & ((1 << bits) - 1)).to(torch.int32) + self.code_base  # [T, g] row and winning rank
         by_rank = torch.bincount(code.view(-1), minlength=g * (w + 2)).view(g, w + 2)
@@ -185,9 +206,11 @@ class ChunkKernel:
         out.top_embedding[self.rows] = (top * self.masks["embedding"]).sum(1)
         if self.geo.has_distance:
             out.jump[self.rows] = (top * self.is_jump).sum(1)
+        return code
 
-    def _stats(self, total: torch.Tensor, alogb: torch.Tensor, out: RoutingSums) -> None:
-        """Sums over tokens of the per-token statistics (module docstring of routing.py) into `out`."""
+    def _stats(self, total: torch.Tensor, alogb: torch.Tensor, out: RoutingSums) -> torch.Tensor:
+        """Sums over tokens of the per-token statistics (module docstring of routing.py) into `out`; returns
+        the per-token entropy [T, g] (in alogb's buffer)."""
         rows, w, t = self.rows, self.width, total.shape[0]
         col = {name: i for i, name in enumerate(STAT_COLUMNS)}
         share = out.share[rows, :w]
@@ -205,6 +228,7 @@ class ChunkKernel:
         defined = np.isfinite(self.log_n)
         out.stats[col["norm_entropy"], rows[defined]] = out.stats[col["entropy"], rows[defined]] / self.log_n[defined]
         out.counts[col["norm_entropy"], rows[defined]] = t
+        return ent
 
     def _check(self, total: torch.Tensor, start: int) -> None:
         """One clear error for weights that give no shares: NaN or infinite at a valid source, or all zero."""
