@@ -6,8 +6,9 @@ For each stored chunk of tokens and each flattened cell (slot * max_sources + so
 - the TOP_K largest weights and their token indices (exact top tokens for any range of whole chunks, and a
   bound for every other filter: a token that is not listed is no larger than its chunk's K-th value);
 and, for small vocabularies, one histogram per token id over the whole run (exact distribution for a
-token-text filter). Shapes: af (a chunk's weights) is [tokens, cells]; hist [cells, CELL_BINS];
-top [TOP_K, cells]; id_hist [vocab, cells, CELL_BINS].
+token-text filter). A chunk is folded in from its summary over the valid cells (chunk_summary.py, on a worker
+thread of the aggregation pass); invalid cells count as zero weights. Shapes: af (a chunk's weights, chunk_top)
+is [tokens, cells]; hist [cells, CELL_BINS]; top [TOP_K, cells]; id_hist [vocab, cells, CELL_BINS].
 """
 from __future__ import annotations
 
@@ -46,9 +47,18 @@ def hist_of(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.bincount(bin_of(values, lo, hi).ravel(), minlength=CELL_BINS).astype(np.int64)
 
 
+def float_key(vals: np.ndarray) -> np.ndarray:
+    """uint32 keys of float32 values (not NaN) whose integer order is the float order; -0 and +0 equal."""
+    bits = (np.asarray(vals, dtype=np.float32) + np.float32(0)).view(np.uint32)  # -0 + 0 = +0
+    return np.where(bits >= 0x80000000, ~bits, bits | np.uint32(0x80000000))
+
+
 def _rank_within(cols: np.ndarray, vals: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(order, rank): entries sorted by column then value descending, and each one's rank in its column."""
-    order = np.lexsort((-vals, cols))
+    """(order, rank): entries sorted by column then value descending (ties in their given order), and each
+    one's rank in its column. One stable sort of (column, descending value) packed in a uint64: a fraction of
+    the cost of lexsort on two keys."""
+    descending = np.uint32(0xFFFFFFFF) - float_key(vals)
+    order = np.argsort((cols.astype(np.uint64) << np.uint64(32)) | descending.astype(np.uint64), kind="stable")
     sorted_cols = cols[order]
     first = np.searchsorted(sorted_cols, sorted_cols, side="left")
     return order, np.arange(len(order)) - first
@@ -74,7 +84,7 @@ def chunk_top(af: np.ndarray, k: int, valid_flat: np.ndarray) -> tuple[np.ndarra
         threshold[cols] = np.partition(sample, sample.shape[1] - kk, axis=1)[:, sample.shape[1] - kk]
     else:
         threshold[cols] = -np.inf
-    rows, cand = np.nonzero(af >= threshold[None, :])
+    rows, cand = np.divmod(np.flatnonzero(af >= threshold[None, :]), cells)  # 1-d nonzero: quicker than 2-d
     per_col = np.bincount(cand, minlength=cells)
     heavy = np.nonzero(per_col > _HEAVY)[0]  # ties (e.g. a row with one source): partition those columns
     if len(heavy):
@@ -107,6 +117,9 @@ class CellIndex:
     chunk_top_index: list[np.ndarray] = field(default_factory=list)  # per chunk [TOP_K, cells] int64 (token)
     top_value: np.ndarray | None = None  # [TOP_K, cells] whole run, largest first
     top_index: np.ndarray | None = None
+    _id_counts: np.ndarray | None = field(default=None, repr=False)  # [vocab, V, bins] while folding
+    _id_tokens: np.ndarray | None = field(default=None, repr=False)  # [vocab]
+    _id_cols: np.ndarray | None = field(default=None, repr=False)  # [V]
 
     @classmethod
     def plan(cls, cells: int, n_tokens: int, chunk_tokens: int, vocab: int | None) -> "CellIndex":
@@ -121,30 +134,49 @@ class CellIndex:
             index.id_hist = np.zeros((vocab, cells, CELL_BINS), dtype=np.int32)
         return index
 
-    def add(self, af: np.ndarray, tokens: np.ndarray | None, start: int, first: bool, valid_flat: np.ndarray) -> None:
-        """Fold in one chunk: af [tokens, cells] float32 (invalid cells 0), tokens [tokens] ids."""
-        m, cells = af.shape
-        if first:
-            self.hist_range = hist_range_of(af, valid_flat)
-        lo, hi = self.hist_range
-        flat = bin_of(af, lo, hi)  # [m, cells]
-        flat += (np.arange(cells) * CELL_BINS)[None, :]
-        if self.id_hist is not None and tokens is not None:
-            ids, inverse = np.unique(np.clip(tokens, 0, self.vocab - 1), return_inverse=True)
-            flat += (inverse.astype(np.intp) * (cells * CELL_BINS))[:, None]  # + (distinct id in chunk) * cells * bins
-            per_id = np.bincount(flat.ravel(), minlength=len(ids) * cells * CELL_BINS).reshape(len(ids), cells, CELL_BINS)
-            self.id_hist[ids] += per_id.astype(np.int32)
-            hist = per_id.sum(0)
-        else:
-            hist = np.bincount(flat.ravel(), minlength=cells * CELL_BINS).reshape(cells, CELL_BINS)
+    @property
+    def zero_bin(self) -> int:
+        """The bin of a zero weight (where every invalid cell's tokens are counted)."""
+        return int(bin_of(np.zeros(1, np.float32), *self.hist_range)[0])
+
+    def fold(self, cols: np.ndarray, counts: np.ndarray, ids: np.ndarray, id_tokens: np.ndarray,
+             value: np.ndarray, offset: np.ndarray, start: int, m: int) -> None:
+        """Fold in one chunk of m tokens from `start`, summarised over its valid cells `cols` [V]:
+        counts [ids, V, CELL_BINS] split by token id `ids` (of id_tokens [ids] tokens each; ids [-1] when not
+        split), value / offset [TOP_K, V] its top lists (offset: row in the chunk). Every other cell holds m
+        zero weights, as the reference computation over all cells has it. Call `finish()` after the last."""
+        zb = self.zero_bin
+        invalid = np.setdiff1d(np.arange(self.cells), cols)
+        hist = np.zeros((self.cells, CELL_BINS), dtype=np.int64)  # [cells, bins]
+        hist[invalid, zb] = m
+        hist[cols] = counts.sum(0)
+        if self.id_hist is not None and ids[0] >= 0:
+            if self._id_counts is None:  # per-id counts of the valid cells only, spread out by finish()
+                self._id_counts = np.zeros((self.vocab, len(cols), CELL_BINS), dtype=np.int32)
+                self._id_tokens = np.zeros(self.vocab, dtype=np.int64)
+                self._id_cols = cols
+            self._id_counts[ids] += counts.astype(np.int32)  # whole rows; ids are distinct: no lost update
+            self._id_tokens[ids] += id_tokens
         self.hist += hist
-        value, offset = chunk_top(af, TOP_K, valid_flat)
-        index = np.where(offset >= 0, offset.astype(np.int64) + start, -1)
+        full_value = np.full((TOP_K, self.cells), -np.inf, dtype=np.float32)  # [TOP_K, cells]
+        index = np.full((TOP_K, self.cells), -1, dtype=np.int64)
+        full_value[:, cols] = value
+        index[:, cols] = np.where(offset >= 0, offset.astype(np.int64) + start, -1)
         if self.keep_chunks:
             self.chunk_hist.append(hist.astype(np.uint16 if m < 2**16 else np.int32))
-            self.chunk_top_value.append(value)
+            self.chunk_top_value.append(full_value)
             self.chunk_top_index.append(index)
-        self._merge_top(value, index)
+        self._merge_top(full_value, index)
+
+    def finish(self) -> None:
+        """Spread the per-id counts over every cell (an invalid cell: each token once, at the zero bin)."""
+        if self.id_hist is None or self._id_counts is None:
+            return
+        cols = self._id_cols
+        self.id_hist[:, cols] = self._id_counts
+        invalid = np.setdiff1d(np.arange(self.cells), cols)
+        self.id_hist[:, invalid, self.zero_bin] = self._id_tokens.astype(np.int32)[:, None]
+        self._id_counts = self._id_tokens = None
 
     def _merge_top(self, value: np.ndarray, index: np.ndarray) -> None:
         if self.top_value is None:

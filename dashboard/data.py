@@ -3,7 +3,8 @@
 This module holds NO research statistic of its own (those live in depthscope.analyses). It holds the
 dashboard's *serving* aggregates:
 
-- one streaming pass over a run's chunks (in a background thread for large runs) keeps per-chunk, per-document
+- one streaming pass over a run's chunks (aggregate.py; in a background thread for large runs, its chunks
+  decoded and summarised on worker threads) keeps per-chunk, per-document
   and per-token-id partial sums of the depth-attention weights alpha [tokens, slots, sources], per-chunk
   per-cell histograms and top tokens (cell_index.py; answered by cell_query.py), per-slot log-RMS histograms
   (percentile bands), and top-source counts;
@@ -21,25 +22,21 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from depthscope.probe import Run, RunError
 
+from .aggregate import (MAX_DOC_SUMS, MAX_MEMORY_TOKENS, MAX_VOCAB_SUMS, RMS_BINS, RMS_HI,  # noqa: F401
+                        RMS_LO, RMS_NAMES, Aggregates, Pass)
 from .cell_index import CELL_BINS, TOP_K, CellIndex, hist_of  # noqa: F401  (TOP_K: kept importable from here)
 from .cell_query import Seen, overlapping, range_counts, read_span, top_tokens
 from .chunk_cache import ChunkCache
 from .token_match import PatternError, compile_pattern, match_table, matches
 
-RMS_NAMES = ("input_rms", "output_rms", "residual_rms", "grad_rms")
-RMS_LO, RMS_HI, RMS_BINS = -6.0, 6.0, 1200  # log10 bins of 0.01 dex (percentiles within ~2.3 %)
-MAX_VOCAB_SUMS = 4096  # per-token-id partial sums only for vocabularies up to this size (byte level: 256)
-MAX_MEMORY_TOKENS = 20_000_000  # token / document / position ids kept in memory up to this many tokens
-MAX_DOC_SUMS = 4096  # per-document partial sums for up to this many documents (others: bounded reads)
 READ_BUDGET = 8_192  # most tokens a filtered query reads from disk per callback (else: sampled)
 WINDOW_MAX = 4096  # longest token window of the Tokens page
 TOKEN_STATS = ("long_range", "embedding", "norm_entropy", "locality", "eff_sources")  # analyses' per-token names
@@ -123,33 +120,6 @@ class CellResult:
     note: str = ""
 
 
-@dataclass
-class Aggregates:
-    """Partial sums of one run (see the module docstring). Arrays over flattened cells [slots * sources]."""
-
-    n_slots: int
-    max_sources: int
-    n_tokens: int = 0
-    chunk_starts: list[int] = field(default_factory=list)
-    chunk_stops: list[int] = field(default_factory=list)
-    chunk_sum: list[np.ndarray] = field(default_factory=list)  # per chunk [cells] float64
-    chunk_sumsq: list[np.ndarray] = field(default_factory=list)
-    token_sum: np.ndarray | None = None  # [vocab, cells]
-    token_count: np.ndarray | None = None  # [vocab]
-    doc_index: dict[int, int] = field(default_factory=dict)
-    doc_sum: list[np.ndarray] = field(default_factory=list)  # per document [cells]
-    doc_count: list[int] = field(default_factory=list)
-    doc_span: dict[int, list[int]] = field(default_factory=dict)  # document -> [first token, last token + 1, count]
-    cells: CellIndex | None = None  # per-chunk histograms and top tokens of every cell
-    top_source: np.ndarray | None = None  # [slots, sources] tokens whose largest weight is that source
-    rms_hist: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [slots, RMS_BINS]
-    rms_sum: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [slots]
-    rms_count: dict[str, np.ndarray] = field(default_factory=dict)
-    loss_sum: float = 0.0
-    loss_count: int = 0
-    seconds: float = 0.0
-
-
 class RunData:
     """Serving aggregates of one opened run, built by `build()` (streaming; progress in `progress`)."""
 
@@ -187,126 +157,15 @@ class RunData:
         return self
 
     def _aggregate(self) -> Aggregates:
-        run = self.run
         started = time.perf_counter()
-        n, s = self.n_slots, self.max_sources
-        cells = n * s
-        agg = Aggregates(n_slots=n, max_sources=s, n_tokens=run.n_tokens)
-        names = [x for x in ("alpha", "token", "document", "loss") + RMS_NAMES if x in run.arrays]
-        vocab = None
-        if "token" in run.arrays:
-            kind = (run.manifest.get("tokenizer") or {}).get("kind")
-            vocab = 256 if kind in (None, "bytes-utf8") else int((run.model.get("config") or {}).get("vocab_size") or 0)
-            if not vocab or vocab > MAX_VOCAB_SUMS:
-                vocab = None
-        alpha = self.has_alpha
-        valid_flat = self.valid.reshape(-1)
-        # argmax over a row picks a valid source when the invalid ones (set to 0) form a suffix and weights are >= 0
-        suffix = bool((np.diff(self.valid.astype(np.int8), axis=1) <= 0).all())
-        has = self.valid.any(-1)
-        if alpha:
-            if vocab:
-                agg.token_sum = np.zeros((vocab, cells))
-                agg.token_count = np.zeros(vocab, dtype=np.int64)
-            agg.cells = CellIndex.plan(cells, run.n_tokens, run.chunk_tokens, vocab)
-            agg.top_source = np.zeros((n, s), dtype=np.int64)
-        total = max(run.n_tokens, 1)
-        keep = run.n_tokens <= MAX_MEMORY_TOKENS
-        ids, docs_all, pos_all = [], [], []
-        for chunk in run.iter_chunks(names + (["position"] if "position" in run.arrays else [])):
-            m = len(chunk)
-            docs = chunk.document if "document" in chunk else np.full(m, -1)
-            if keep:
-                ids.append(chunk.token if "token" in chunk else np.full(m, -1, np.int32))
-                docs_all.append(docs)
-                pos_all.append(chunk.position if "position" in chunk else np.arange(m))
-            self._spans(agg, docs, chunk.start)
-            if alpha:
-                af = chunk.alpha.reshape(m, cells).astype(np.float32)  # [m, cells]; NaN beyond each row's sources
-                af[:, ~valid_flat] = 0.0
-                agg.chunk_starts.append(chunk.start)
-                agg.chunk_stops.append(chunk.stop)
-                agg.chunk_sum.append(af.sum(0, dtype=np.float64))
-                agg.chunk_sumsq.append(np.einsum("ij,ij->j", af, af, dtype=np.float64))
-                tok = None
-                if agg.token_sum is not None:
-                    tok = np.clip(chunk.token.astype(np.int64), 0, agg.token_sum.shape[0] - 1)
-                    onehot = sp.csr_matrix((np.ones(m, np.float32), (tok, np.arange(m))), shape=(agg.token_sum.shape[0], m))
-                    agg.token_sum += onehot @ af
-                    agg.token_count += np.bincount(tok, minlength=agg.token_sum.shape[0])
-                self._doc_sums(agg, docs, af)
-                agg.cells.add(af, tok, chunk.start, len(agg.chunk_sum) == 1, valid_flat)
-                a3 = af.reshape(m, n, s)  # [m, slots, sources]
-                if not suffix or (af < 0).any():  # signed weights or a ragged mask: mask the invalid sources
-                    a3 = np.where(self.valid[None], a3, -np.inf)
-                top = a3.argmax(-1)  # [m, slots]
-                flat = (top + np.arange(n)[None, :] * s)[:, has]
-                agg.top_source += np.bincount(flat.ravel(), minlength=cells).reshape(n, s)
-            for name in RMS_NAMES:
-                if name not in chunk:
-                    continue
-                x = chunk[name]  # [m, slots]
-                ok = np.isfinite(x) & (x > 0)
-                lg = np.log10(np.where(ok, x, 1.0))
-                b = np.clip(((lg - RMS_LO) / (RMS_HI - RMS_LO) * RMS_BINS).astype(np.int64), 0, RMS_BINS - 1)
-                b = b + (np.arange(n) * RMS_BINS)[None, :]
-                hist = np.bincount(b[ok], minlength=n * RMS_BINS).reshape(n, RMS_BINS)
-                if name not in agg.rms_hist:
-                    agg.rms_hist[name] = np.zeros((n, RMS_BINS), dtype=np.int64)
-                    agg.rms_sum[name] = np.zeros(n)
-                    agg.rms_count[name] = np.zeros(n, dtype=np.int64)
-                agg.rms_hist[name] += hist
-                agg.rms_sum[name] += np.where(ok, x, 0).sum(0, dtype=np.float64)
-                agg.rms_count[name] += ok.sum(0)
-            if "loss" in chunk:
-                finite = np.isfinite(chunk.loss)
-                agg.loss_sum += float(chunk.loss[finite].sum(dtype=np.float64))
-                agg.loss_count += int(finite.sum())
-            self.progress = min(chunk.stop / total, 0.999)
-        if keep:
-            self.token_ids = np.concatenate(ids) if ids else np.zeros(0, np.int32)
-            self.doc_ids = np.concatenate(docs_all) if docs_all else np.zeros(0, np.int64)
-            self.positions = np.concatenate(pos_all) if pos_all else np.zeros(0, np.int64)
+
+        def progress(fraction: float) -> None:
+            self.progress = fraction
+
+        agg, kept = Pass(self.run, self.valid, self.has_alpha, progress).run_pass()
+        self.token_ids, self.doc_ids, self.positions = kept.token, kept.document, kept.position
         agg.seconds = time.perf_counter() - started
         return agg
-
-    @staticmethod
-    def _spans(agg: Aggregates, docs: np.ndarray, start: int) -> None:
-        if not len(docs):
-            return
-        change = np.nonzero(np.diff(docs))[0] + 1
-        bounds = np.concatenate([[0], change, [len(docs)]])
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            d = int(docs[a])
-            span = agg.doc_span.get(d)
-            if span is None:
-                agg.doc_span[d] = [start + int(a), start + int(b), int(b - a)]
-            else:
-                span[0] = min(span[0], start + int(a))
-                span[1] = max(span[1], start + int(b))
-                span[2] += int(b - a)
-
-    @staticmethod
-    def _doc_sums(agg: Aggregates, docs: np.ndarray, af: np.ndarray) -> None:
-        uniq, inverse = np.unique(docs, return_inverse=True)
-        rows = []
-        for d in uniq.tolist():
-            if d not in agg.doc_index:
-                if len(agg.doc_index) >= MAX_DOC_SUMS:
-                    rows.append(-1)
-                    continue
-                agg.doc_index[d] = len(agg.doc_sum)
-                agg.doc_sum.append(np.zeros(af.shape[1]))
-                agg.doc_count.append(0)
-            rows.append(agg.doc_index[d])
-        m = len(docs)
-        onehot = sp.csr_matrix((np.ones(m, np.float32), (inverse, np.arange(m))), shape=(len(uniq), m))
-        sums = onehot @ af  # [docs in chunk, cells]
-        counts = np.bincount(inverse, minlength=len(uniq))
-        for i, row in enumerate(rows):
-            if row >= 0:
-                agg.doc_sum[row] += sums[i]
-                agg.doc_count[row] += int(counts[i])
 
     def ids(self, name: str, start: int, stop: int) -> np.ndarray:
         """token / document / position of tokens [start, stop) (from memory when the pass kept them)."""
