@@ -11,9 +11,10 @@ most 200,000), or "auto" = documents when the run holds at least 20 documents, e
 
 `estimate(sums, name)`: the statistic with a percentile bootstrap CI (scipy.stats.bootstrap's draws and
 interval, resampling groups, `n_resamples` = 1000, 95 %, seed 0; the resampled sums are drawn once per
-GroupedSums and shared by every statistic: bootstrap.py). `compare(a, b, name)`: the difference a - b with its bootstrap CI (the two runs
-resampled independently) and Welch's t-test (scipy.stats.ttest_ind, equal_var=False) on the statistic
-computed per group (groups where it is undefined are dropped), with its p-value.
+GroupedSums and shared by every statistic: bootstrap.py). `compare(a, b, name)`: the difference a - b with
+its bootstrap CI (the two runs resampled independently) and Welch's t-test (scipy.stats.ttest_ind,
+equal_var=False) on the statistic computed per group (groups where it is undefined are dropped), with its
+p-value.
 
 Statistic names (mean over sublayers = over the attention and MLP sublayers that have sources; _attn/_mlp
 suffixes restrict to one kind):
@@ -43,7 +44,7 @@ import torch
 
 from .bootstrap import percentile_interval, resampled_sums
 from .errors import AnalysisError
-from .groups import BLOCK_TOKENS, MAX_TOKEN_GROUPS, MIN_DOCUMENTS, GroupIndex, group_index  # noqa: F401
+from .groups import BLOCK_TOKENS, MAX_TOKEN_GROUPS, MIN_DOCUMENTS, group_index  # noqa: F401 (re-exported)
 from .routing import Routing, routing_stats
 from .routing_groups import GROUP_FEATURES
 from .runs import as_run, iter_chunks, run_name, sublayer_kinds
@@ -90,11 +91,6 @@ def seed_interval(values, confidence: float = 0.95) -> tuple[float, float, float
         return mean, float("nan"), float("nan")
     half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
     return mean, mean - half, mean + half
-
-
-def _choose_unit(run, unit: str) -> str:
-    """The unit `unit` resolves to on this run (groups.py)."""
-    return group_index(run, unit).unit
 
 
 def _routing_matches(routing: Routing | None, run, unit: str, k: float | None, block_tokens: int,
