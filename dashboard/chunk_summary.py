@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from depthscope.analyses.errors import NaNWeightError
 
 from .cell_index import CELL_BINS, TOP_K, bin_of, chunk_top
-from .half_table import NAN_BIN, bin_table, order_key
+from .half_table import NAN_BIN, bin_table, half_to_float32, order_key
 
 WIDTH = CELL_BINS + 1  # histogram bins per cell in a chunk's counts: CELL_BINS, then NAN_BIN
 
@@ -79,7 +79,7 @@ def summarize_alpha(plan: ChunkPlan, block: np.ndarray, tokens: np.ndarray | Non
     of a valid source."""
     m = len(block)
     compact = np.take(block.reshape(m, -1), plan.cols, axis=1)  # [m, V], a copy in token order
-    f32 = compact.astype(np.float32)
+    f32 = half_to_float32(compact) if plan.table is not None else compact.astype(np.float32)
     if plan.table is None and np.isnan(f32).any():
         raise NaNWeightError(where, "NaN depth-attention weight for a valid source")
     doc_ids, doc_inv = np.unique(docs, return_inverse=True)

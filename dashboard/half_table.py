@@ -8,9 +8,11 @@ ranking, `order_key` maps the bits to uint16 whose integer order is the float or
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .cell_index import CELL_BINS, bin_of
 
+TORCH_GRAIN = 32768  # elements at or below which torch runs an elementwise kernel on the calling thread
 NAN_BIN = CELL_BINS  # the extra bin of NaN patterns (a valid weight must never land there)
 HALF_VALUES = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)  # [65536]
 
@@ -32,3 +34,15 @@ def order_key(bits: np.ndarray) -> np.ndarray:
     key = bits ^ np.where(bits >= 0x8000, np.uint16(0xFFFF), np.uint16(0x8000))
     key[bits == 0x8000] = 0x8000  # -0 ties with +0, as the floats do
     return key
+
+
+def half_to_float32(half: np.ndarray) -> np.ndarray:
+    """float32 copy of a float16 array [rows, cols] (exact). numpy converts one element at a time (~2 ns
+    each); torch's vectorised kernel is about five times quicker. Row blocks of at most TORCH_GRAIN elements
+    keep torch on this (worker) thread instead of its shared intra-op pool."""
+    out = np.empty(half.shape, dtype=np.float32)
+    src, dst = torch.from_numpy(np.ascontiguousarray(half)), torch.from_numpy(out)
+    step = max(1, TORCH_GRAIN // max(1, half.shape[1]))
+    for a in range(0, len(half), step):
+        dst[a: a + step].copy_(src[a: a + step])
+    return out

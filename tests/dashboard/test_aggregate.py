@@ -14,7 +14,7 @@ from depthscope.dashboard import aggregate as A
 from depthscope.dashboard.cell_index import CELL_BINS, TOP_K, bin_of, hist_range_of
 from depthscope.dashboard.chunk_summary import ChunkPlan, summarize_alpha
 from depthscope.dashboard.data import Filter, RunData
-from depthscope.dashboard.half_table import HALF_VALUES, NAN_BIN, bin_table, order_key
+from depthscope.dashboard.half_table import HALF_VALUES, NAN_BIN, bin_table, half_to_float32, order_key
 from depthscope.probe import RunWriter, open_run
 from depthscope.probe.batch import BatchRecord
 from depthscope.probe.layout import Layout
@@ -199,6 +199,9 @@ def test_half_tables_agree_with_float_arithmetic():
     order = np.argsort(key, kind="stable")
     assert (np.diff(values[order]) >= 0).all()  # key order is the float order
     assert order_key(np.array([0x8000], np.uint16))[0] == order_key(np.array([0x0000, 0x8001], np.uint16))[0]
+    every = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16).reshape(64, 1024)  # [rows, cols]
+    got, want = half_to_float32(every), every.astype(np.float32)
+    assert np.array_equal(got, want, equal_nan=True) and got.dtype == np.float32
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
