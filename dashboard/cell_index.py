@@ -64,13 +64,16 @@ def _rank_within(cols: np.ndarray, vals: np.ndarray, k: int) -> tuple[np.ndarray
     return order, np.arange(len(order)) - first
 
 
-def chunk_top(af: np.ndarray, k: int, valid_flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def chunk_top(af: np.ndarray, k: int, valid_flat: np.ndarray, floor: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
     """(value [k, cells] float32, offset [k, cells] int32) of the k largest weights of each valid cell in a
     chunk, largest first (-inf / -1 where there are fewer tokens, and at invalid cells).
 
     Instead of partitioning every column of [tokens, cells] (slow along axis 0), the k-th largest weight of
     an even sample of rows gives each cell a threshold at or below its true k-th largest; only the entries at
-    or above it (about k * tokens / sample per cell) are sorted. Columns where ties pile up are partitioned."""
+    or above it (about k * tokens / sample per cell) are sorted. Columns where ties pile up are partitioned.
+    floor [cells]: where not NaN, a value known to be at or below the cell's k-th largest (from the chunk's
+    histogram); those cells skip the sample."""
     m, cells = af.shape
     value = np.full((k, cells), -np.inf, dtype=np.float32)
     offset = np.full((k, cells), -1, dtype=np.int32)
@@ -78,8 +81,12 @@ def chunk_top(af: np.ndarray, k: int, valid_flat: np.ndarray) -> tuple[np.ndarra
     if m == 0 or not len(cols):
         return value, offset
     kk = min(k, m)
-    sample = np.ascontiguousarray(af[:: max(1, m // _SAMPLE_ROWS)][:, cols].T)  # [valid cells, sampled tokens]
     threshold = np.full(cells, np.inf, dtype=np.float32)
+    if floor is not None:
+        known = ~np.isnan(floor[cols])
+        threshold[cols[known]] = floor[cols[known]]
+        cols = cols[~known]
+    sample = np.ascontiguousarray(af[:: max(1, m // _SAMPLE_ROWS)][:, cols].T)  # [sampled cells, sampled tokens]
     if sample.shape[1] > kk:
         threshold[cols] = np.partition(sample, sample.shape[1] - kk, axis=1)[:, sample.shape[1] - kk]
     else:

@@ -19,8 +19,9 @@ import scipy.sparse as sp
 
 from depthscope.analyses.errors import NaNWeightError
 
+from .cell_index import _SAMPLE_ROWS as SAMPLE_ROWS
 from .cell_index import CELL_BINS, TOP_K, bin_of, chunk_top
-from .half_table import NAN_BIN, bin_table, half_to_float32, order_key
+from .half_table import NAN_BIN, bin_floors, bin_table, half_to_float32, order_key
 
 WIDTH = CELL_BINS + 1  # histogram bins per cell in a chunk's counts: CELL_BINS, then NAN_BIN
 
@@ -35,6 +36,7 @@ class ChunkPlan:
     seg_slot: np.ndarray  # [slots with a source] its slot
     hist_range: tuple[float, float]
     table: np.ndarray | None  # [65536] uint16 bin of each float16 pattern; None: another dtype
+    floors: np.ndarray | None  # [CELL_BINS] smallest float16 value of each bin and above (with table)
     by_token: bool  # group tokens by id (per-id sums)
     id_hist: bool  # histograms per token id
 
@@ -46,7 +48,9 @@ class ChunkPlan:
         starts = np.concatenate([[0], np.cumsum(per_slot)[:-1]])
         has = per_slot > 0
         table = bin_table(*hist_range) if np.dtype(dtype) == np.float16 else None
-        return cls(valid, cols, starts[has], np.flatnonzero(has), hist_range, table, by_token, by_token and id_hist)
+        floors = None if table is None else bin_floors(table)
+        return cls(valid, cols, starts[has], np.flatnonzero(has), hist_range, table, floors, by_token,
+                   by_token and id_hist)
 
     @property
     def sources(self) -> int:
@@ -91,7 +95,7 @@ def summarize_alpha(plan: ChunkPlan, block: np.ndarray, tokens: np.ndarray | Non
     # (document, token id) groups: sums through a sparse one-hot [groups, m] (float32, as a plain matmul would)
     keys, group = np.unique(doc_inv.astype(np.int64) * len(ids) + tok_inv, return_inverse=True)
     onehot = sp.csr_matrix((np.ones(m, np.float32), (group, np.arange(m))), shape=(len(keys), m))
-    value, offset = chunk_top(f32, TOP_K, np.ones(len(plan.cols), dtype=bool))
+    value, offset = chunk_top(f32, TOP_K, np.ones(len(plan.cols), dtype=bool), _floor(plan, counts.sum(0), m))
     return AlphaSummary(
         tokens=m, total=f32.sum(0, dtype=np.float64), sumsq=np.einsum("ij,ij->j", f32, f32, dtype=np.float64),
         group_doc=doc_ids[keys // len(ids)], group_tok=ids[keys % len(ids)] if grouped else np.full(len(keys), -1),
@@ -122,6 +126,18 @@ def _counts(plan: ChunkPlan, compact: np.ndarray, tok_inv: np.ndarray | None, n_
     for j in range(len(bounds) - 1):
         out[j] = np.bincount(index[bounds[j]: bounds[j + 1]].ravel(), minlength=v * WIDTH)
     return out.reshape(-1, v, WIDTH)
+
+
+def _floor(plan: ChunkPlan, hist: np.ndarray, m: int) -> np.ndarray | None:
+    """[V] a value at or below each cell's TOP_K-th largest weight, from the chunk's histogram hist [V, WIDTH]:
+    the floor of the highest bin t holding, with the bins above, at least TOP_K tokens; NaN (let chunk_top
+    sample) where that leaves more candidates than its sample would (or t is the lowest bin)."""
+    if plan.floors is None:
+        return None
+    above = np.cumsum(hist[:, CELL_BINS - 1:: -1], axis=1)[:, ::-1]  # [V, CELL_BINS]: tokens in bin t or higher
+    t = (above >= min(TOP_K, m)).sum(1) - 1  # [V]
+    count = above[np.arange(len(t)), np.maximum(t, 0)]
+    return np.where((t > 0) & (count <= 2 * TOP_K * max(1, m // SAMPLE_ROWS)), plan.floors[np.maximum(t, 0)], np.nan)
 
 
 def _top_source(plan: ChunkPlan, compact: np.ndarray, f32: np.ndarray) -> np.ndarray:

@@ -25,6 +25,15 @@ def bin_table(lo: float, hi: float) -> np.ndarray:
     return table
 
 
+def bin_floors(table: np.ndarray) -> np.ndarray:
+    """[CELL_BINS] float32: the smallest float16 value whose bin (by `table`) is at least each bin, so that
+    every weight in bin t or above is >= floor[t] (bins only grow with the value)."""
+    finite = np.isfinite(HALF_VALUES)
+    values, bins = HALF_VALUES[finite], table[finite]
+    return np.array([values[bins >= t].min() if (bins >= t).any() else np.inf for t in range(CELL_BINS)],
+                    dtype=np.float32)
+
+
 def order_key(bits: np.ndarray) -> np.ndarray:
     """uint16 keys of float16 bit patterns (not NaN) whose integer order is the float order; -0 and +0 equal.
 

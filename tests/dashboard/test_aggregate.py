@@ -11,10 +11,11 @@ import torch
 
 from depthscope.analyses.errors import NaNWeightError
 from depthscope.dashboard import aggregate as A
-from depthscope.dashboard.cell_index import CELL_BINS, TOP_K, bin_of, hist_range_of
+from depthscope.dashboard.cell_index import CELL_BINS, TOP_K, bin_of, chunk_top, hist_range_of
 from depthscope.dashboard.chunk_summary import ChunkPlan, summarize_alpha
 from depthscope.dashboard.data import Filter, RunData
-from depthscope.dashboard.half_table import HALF_VALUES, NAN_BIN, bin_table, half_to_float32, order_key
+from depthscope.dashboard.half_table import (HALF_VALUES, NAN_BIN, bin_floors, bin_table, half_to_float32,
+                                             order_key)
 from depthscope.probe import RunWriter, open_run
 from depthscope.probe.batch import BatchRecord
 from depthscope.probe.layout import Layout
@@ -202,6 +203,30 @@ def test_half_tables_agree_with_float_arithmetic():
     every = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16).reshape(64, 1024)  # [rows, cols]
     got, want = half_to_float32(every), every.astype(np.float32)
     assert np.array_equal(got, want, equal_nan=True) and got.dtype == np.float32
+
+
+def test_bin_floors_bound_every_weight_of_their_bin_and_above():
+    for lo, hi in [(0.0, 1.0), (-1.0, 2.0)]:
+        table = bin_table(lo, hi)
+        floors = bin_floors(table)
+        finite = np.isfinite(HALF_VALUES)
+        for t in range(CELL_BINS):
+            above = finite & (table >= t)
+            assert (HALF_VALUES[above] >= floors[t]).all() and (HALF_VALUES[finite & (HALF_VALUES >= floors[t])]
+                                                                  .size == above.sum())
+
+
+def test_chunk_top_with_a_floor_equals_the_sampled_answer():
+    rng = np.random.default_rng(5)
+    af = (rng.random((3000, 6)) ** 4).astype(np.float16).astype(np.float32)  # [tokens, cells]
+    af[:, 4] = 0.5  # ties
+    valid = np.array([True] * 5 + [False])
+    kth = -np.sort(-af, axis=0)[TOP_K - 1]  # [cells] the exact k-th largest: the tightest floor
+    for floor in (kth, kth - 0.01, np.where([True, False, True, False, True, True], kth, np.nan)):
+        got = chunk_top(af, TOP_K, valid, floor.astype(np.float32))
+        want = chunk_top(af, TOP_K, valid)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    assert np.array_equal(chunk_top(af, TOP_K, valid)[0][:, :5], -np.sort(-af[:, :5], axis=0)[:TOP_K])
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
