@@ -158,7 +158,8 @@ class Pass:
             self._start_alpha()
         if not self.names or run.n_tokens == 0:
             return agg, Kept(*(np.zeros(0, t) for t in (np.int32, np.int64, np.int64)))
-        driver = "alpha" if self.has_alpha else self.names[0]
+        small = [x for x in self.names if x != "alpha"]  # without weights to summarise, drive by a small array
+        driver = "alpha" if self.has_alpha or not small else small[0]
         self.rows = RowReader(run, driver)
         keep = run.n_tokens <= MAX_MEMORY_TOKENS
         kept: dict[str, list[np.ndarray]] = {"token": [], "document": [], "position": []}
