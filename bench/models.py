@@ -4,8 +4,10 @@
     python bench/models.py --d-model 64 --layers 8 --repeats 3   # quick
     python bench/models.py --memory              # also peak resident memory of one training step per mixer
 
-Repetitions are interleaved across mixers (round-robin) and the median is reported, so that a slow patch of a
-shared machine hits every mixer alike. Targets (CPU): block_attnres forward <= 1.10x, step <= 1.15x; full <= 1.5x.
+Each mixer runs in a fresh process beside its own residual baseline, the two interleaved (round-robin) and the
+median reported, so that a slow patch of a shared machine hits both alike. Separate processes because, with all
+seven models timed in one process, the training-step ratios depended on which other models were present
+(DenseFormer: 1.17x beside the residual alone, 1.6-2.0x among all seven; memory allocation is shared). Targets (CPU): block_attnres forward <= 1.10x, step <= 1.15x; full <= 1.5x.
 block_attnres is the default two-phase computation; block_attnres_plain the per-sublayer reference form.
 """
 from __future__ import annotations
@@ -50,29 +52,12 @@ def peak_step_memory_mb(cfg_kwargs: dict, batch: int, seq_len: int) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=16, help="transformer blocks (2 sublayers each)")
-    parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--blocks", type=int, default=8, help="Block AttnRes blocks N")
-    parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--memory", action="store_true",
-                        help="also measure each mixer's peak memory for one training step, each in a fresh process")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
-    args = parser.parse_args()
-
-    names = args.variants.split(",")
-    if "residual" not in names:
-        names.insert(0, "residual")
-    models, optims, cfg_kwargs = {}, {}, {}
+def time_side_by_side(names: list[str], args: argparse.Namespace) -> dict:
+    """Forward and training-step medians of the named mixers, interleaved round-robin in this process."""
+    models, optims = {}, {}
     for name in names:
         torch.manual_seed(0)
-        cfg_kwargs[name] = dict(d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
-                                n_blocks=args.blocks, max_seq_len=args.seq_len, **VARIANTS[name])
-        models[name] = DepthTransformer(ModelConfig(**cfg_kwargs[name]))
+        models[name] = DepthTransformer(ModelConfig(**config_kwargs(name, args)))
         optims[name] = torch.optim.AdamW(models[name].parameters(), lr=1e-4)
     tokens = torch.randint(0, 256, (args.batch, args.seq_len + 1), generator=torch.Generator().manual_seed(0))
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
@@ -88,7 +73,7 @@ def main() -> None:
         loss.backward()
         optims[name].step()
 
-    times: dict[tuple[str, str], list[float]] = {(n, k): [] for n in names for k in ("forward", "step")}
+    times: dict[str, dict[str, list[float]]] = {n: {"forward": [], "step": []} for n in names}
     for name in names:  # warm-up
         forward(name)
         step(name)
@@ -97,22 +82,62 @@ def main() -> None:
             for name in names:
                 start = time.perf_counter()
                 fn(name)
-                times[(name, kind)].append(time.perf_counter() - start)
+                times[name][kind].append(time.perf_counter() - start)
+    return {name: {"params": models[name].num_parameters(),
+                   **{kind: statistics.median(vals) for kind, vals in times[name].items()}} for name in names}
 
-    median = {key: statistics.median(vals) for key, vals in times.items()}
+
+def config_kwargs(name: str, args: argparse.Namespace) -> dict:
+    return dict(d_model=args.d_model, n_layers=args.layers, n_heads=args.heads, n_blocks=args.blocks,
+                max_seq_len=args.seq_len, **VARIANTS[name])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=16, help="transformer blocks (2 sublayers each)")
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--blocks", type=int, default=8, help="Block AttnRes blocks N")
+    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure each mixer's peak memory for one training step, each in a fresh process")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
+    parser.add_argument("--pair", help=argparse.SUPPRESS)  # child: time residual and this mixer, print JSON
+    args = parser.parse_args()
+    shape_args = [f"--{k.replace('_', '-')}={getattr(args, k)}"
+                  for k in ("d_model", "layers", "heads", "blocks", "seq_len", "batch", "repeats")]
+    if args.pair:
+        print(json.dumps(time_side_by_side(["residual", args.pair], args)))
+        return
+
+    names = [n for n in args.variants.split(",") if n != "residual"]
+    pairs = {}
+    for name in names:  # each mixer in a fresh process beside its own residual baseline
+        out = subprocess.run([sys.executable, __file__, "--pair", name, *shape_args], check=True,
+                             capture_output=True, text=True)
+        pairs[name] = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"shape: d={args.d_model}, {2 * args.layers} sublayers, batch {args.batch} x {args.seq_len} tokens, "
-          f"N={args.blocks} blocks, {args.repeats} interleaved repeats, {torch.get_num_threads()} threads")
+          f"N={args.blocks} blocks; each mixer in its own process, interleaved with a residual baseline there, "
+          f"median of {args.repeats} repeats, {torch.get_num_threads()} threads")
     print(f"{'mixer':<26}{'params':>10}{'forward s':>11}{'x base':>8}{'step s':>9}{'x base':>8}")
-    for name in names:
-        fwd, stp = median[(name, "forward")], median[(name, "step")]
-        print(f"{name:<26}{models[name].num_parameters():>10,}{fwd:>11.3f}{fwd / median[('residual', 'forward')]:>8.2f}"
-              f"{stp:>9.3f}{stp / median[('residual', 'step')]:>8.2f}")
+    if pairs:
+        base = {kind: statistics.median(p["residual"][kind] for p in pairs.values()) for kind in ("forward", "step")}
+        params = next(iter(pairs.values()))["residual"]["params"]
+        print(f"{'residual (median)':<26}{params:>10,}{base['forward']:>11.3f}{1:>8.2f}{base['step']:>9.3f}{1:>8.2f}")
+    for name, pair in pairs.items():
+        mixer, residual = pair[name], pair["residual"]
+        print(f"{name:<26}{mixer['params']:>10,}{mixer['forward']:>11.3f}"
+              f"{mixer['forward'] / residual['forward']:>8.2f}{mixer['step']:>9.3f}"
+              f"{mixer['step'] / residual['step']:>8.2f}")
     if args.memory:
-        peaks = {name: peak_step_memory_mb(cfg_kwargs[name], args.batch, args.seq_len) for name in names}
+        peaks = {name: peak_step_memory_mb(config_kwargs(name, args), args.batch, args.seq_len)
+                 for name in ["residual", *names]}
         print(f"\npeak resident memory of one training step, fresh process each (includes ~python+torch)")
         print(f"{'mixer':<26}{'peak MB':>10}{'x base':>8}")
-        for name in names:
-            print(f"{name:<26}{peaks[name]:>10.0f}{peaks[name] / peaks['residual']:>8.2f}")
+        for name, peak in peaks.items():
+            print(f"{name:<26}{peak:>10.0f}{peak / peaks['residual']:>8.2f}")
 
 
 if __name__ == "__main__":
