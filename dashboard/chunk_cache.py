@@ -52,16 +52,18 @@ class ChunkCache:
                 used -= old.nbytes
         return block
 
-    def cells(self, start: int, stop: int) -> np.ndarray:
-        """alpha of tokens [start, stop) as [tokens, cells] float32, invalid cells 0 (reads whole chunks)."""
-        parts = []
+    def _parts(self, start: int, stop: int):
+        """Each stored chunk's share of tokens [start, stop), as [tokens, slots * sources] (read whole chunks)."""
         i = self.chunk_of(start)
         while i < len(self.starts) and self.starts[i] < stop:
             a = int(self.starts[i])
-            block = self.block(i)
-            part = block[max(start - a, 0): min(stop, int(self.stops[i])) - a]
-            parts.append(part.reshape(len(part), -1))  # [tokens, slots * sources]
+            part = self.block(i)[max(start - a, 0): min(stop, int(self.stops[i])) - a]
+            yield part.reshape(len(part), -1)
             i += 1
+
+    def cells(self, start: int, stop: int) -> np.ndarray:
+        """alpha of tokens [start, stop) as [tokens, cells] float32, invalid cells 0 (reads whole chunks)."""
+        parts = list(self._parts(start, stop))
         if not parts:
             return np.zeros((0, self.invalid.size), dtype=np.float32)
         out = np.concatenate(parts).astype(np.float32) if len(parts) > 1 else parts[0].astype(np.float32)
@@ -70,14 +72,7 @@ class ChunkCache:
 
     def column(self, start: int, stop: int, c: int) -> np.ndarray:
         """alpha of tokens [start, stop) at flattened cell c, float32 (invalid cells 0)."""
-        parts = []
-        i = self.chunk_of(start)
-        while i < len(self.starts) and self.starts[i] < stop:
-            a = int(self.starts[i])
-            block = self.block(i)
-            part = block[max(start - a, 0): min(stop, int(self.stops[i])) - a]
-            parts.append(part.reshape(len(part), -1)[:, c])
-            i += 1
+        parts = [part[:, c] for part in self._parts(start, stop)]
         out = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
         if self.invalid[c]:
             out[:] = 0.0
