@@ -1,4 +1,5 @@
-"""The interface every depth mixer implements, and a growing stack the AttnRes mixers keep their logits in."""
+"""The interface every depth mixer implements, a growing stack the AttnRes mixers keep their logits in, and
+the per-token weighted sum of sources the mixers share."""
 from __future__ import annotations
 
 from typing import Any
@@ -32,8 +33,8 @@ class SourceStack:
     """Tensors [batch, tokens, k] stacked along a new axis -2 as they arrive -> `tensor` [batch, tokens, n, k].
 
     Without autograd every append writes into one buffer allocated for `capacity` entries, so nothing is
-    re-copied as the stack grows. With autograd it concatenates instead: writing into a buffer that an earlier
-    mix saved for its backward pass would invalidate that pass. Either way `tensor` is a fresh view per append,
+    re-copied as the stack grows. With autograd it concatenates instead: writing into a buffer that autograd
+    saved for an earlier step's backward (a slice read before this append) would invalidate that pass. Either way `tensor` is a fresh view per append,
     and entries already appended are never written again.
     """
 
@@ -55,7 +56,15 @@ class SourceStack:
         self.size += 1
 
 
+def mix_rows(weights: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """weights [batch, tokens, rows, n] @ sources [batch, tokens, n, d] -> [batch, tokens, rows, d]."""
+    if weights.shape[-1] <= 2:  # batched products this small cost several times more than scaling and adding
+        out = weights[..., :1] * sources[..., None, 0, :]
+        return out.addcmul_(weights[..., 1:], sources[..., None, 1, :]) if weights.shape[-1] == 2 else out
+    return weights @ sources
+
+
 def weighted_sum(weights: torch.Tensor, values: list[torch.Tensor]) -> torch.Tensor:
     """sum_i weights[..., i] * values[i]; weights [batch, tokens, sources], each value [batch, tokens, d]."""
     stacked = torch.stack(values, dim=-2)  # [batch, tokens, sources, d]
-    return (weights.unsqueeze(-2) @ stacked).squeeze(-2)  # [batch, tokens, d]
+    return mix_rows(weights.unsqueeze(-2), stacked).squeeze(-2)  # [batch, tokens, d]

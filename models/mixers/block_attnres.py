@@ -81,7 +81,7 @@ class BlockAttnResMixer(DepthMixer):
 
     def _complete_block(self, state: BlockState, value: torch.Tensor) -> None:
         state.blocks.append(value)
-        state.block_logits.append(self.depth.logits(value, 1, state.queries))
+        state.block_logits.append(self.depth.logits(value, state.queries))
 
     def _partial_logit(self, state: BlockState, index: int) -> torch.Tensor:
         return key_logits(state.partial, state.queries[index - 1 : index])  # [batch, tokens, 1]

@@ -17,13 +17,7 @@ from __future__ import annotations
 
 import torch
 
-
-def mix_rows(weights: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
-    """weights [batch, tokens, rows, n] @ sources [batch, tokens, n, d] -> [batch, tokens, rows, d]."""
-    if weights.shape[-1] <= 2:  # batched products this small cost several times more than scaling and adding
-        out = weights[..., :1] * sources[..., None, 0, :]
-        return out.addcmul_(weights[..., 1:], sources[..., None, 1, :]) if weights.shape[-1] == 2 else out
-    return weights @ sources
+from .base import mix_rows
 
 
 class SourceBank:
@@ -41,10 +35,6 @@ class SourceBank:
         self.grad_task: list[int | None] = [None] * rows
         self.first_reader: list[int] = []  # first row that can read source i
         self.handles: list[torch.Tensor] = []
-
-    @property
-    def stacked(self) -> torch.Tensor:
-        return self.values[..., : self.size, :]  # [batch, tokens, n, d]
 
     def append(self, value: torch.Tensor) -> None:
         if self.values is None:
