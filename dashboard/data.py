@@ -30,9 +30,8 @@ import pandas as pd
 
 from depthscope.probe import Run, RunError
 
-from .aggregate import (MAX_DOC_SUMS, MAX_MEMORY_TOKENS, MAX_VOCAB_SUMS, RMS_BINS, RMS_HI,  # noqa: F401
-                        RMS_LO, RMS_NAMES, Aggregates, Pass)  # (the limits: kept importable from here)
-from .cell_index import CELL_BINS, TOP_K, hist_of  # noqa: F401  (TOP_K: kept importable from here)
+from .aggregate import RMS_BINS, RMS_HI, RMS_LO, RMS_NAMES, Aggregates, Pass
+from .cell_index import CELL_BINS, hist_of
 from .cell_query import Seen, overlapping, range_counts, read_span, top_tokens
 from .chunk_cache import ChunkCache
 from .token_match import PatternError, compile_pattern, match_table, matches
