@@ -4,10 +4,12 @@
     python bench/models.py --d-model 64 --layers 8 --repeats 3   # quick
     python bench/models.py --memory              # also peak resident memory of one training step per mixer
 
-Each mixer runs in a fresh process beside its own residual baseline, the two interleaved (round-robin) and the
-median reported, so that a slow patch of a shared machine hits both alike. Separate processes because, with all
-seven models timed in one process, the training-step ratios depended on which other models were present
-(DenseFormer: 1.17x beside the residual alone, 1.6-2.0x among all seven; memory allocation is shared). Targets (CPU): block_attnres forward <= 1.10x, step <= 1.15x; full <= 1.5x.
+Each mixer runs in a fresh process beside its own residual baseline. The two alternate within each round (which
+goes first alternates too), and the ratio reported is the median of the per-round ratios, with its quartiles, so
+that a slow patch of a shared machine hits both alike. Separate processes because, with all seven models timed
+in one process, the training-step ratios depended on which other models were present (DenseFormer: 1.17x beside
+the residual alone, 1.6-2.0x among all seven; memory allocation is shared).
+Targets (CPU): block_attnres forward <= 1.10x, step <= 1.15x; full_attnres <= 1.5x.
 block_attnres is the default two-phase computation; block_attnres_plain the per-sublayer reference form.
 """
 from __future__ import annotations
@@ -77,14 +79,24 @@ def time_side_by_side(names: list[str], args: argparse.Namespace) -> dict:
     for name in names:  # warm-up
         forward(name)
         step(name)
-    for _ in range(args.repeats):
+    for round_ in range(args.repeats):
         for kind, fn in (("forward", forward), ("step", step)):
-            for name in names:
+            # alternate which model goes first, so that a drift within a round favours neither
+            for name in names if round_ % 2 == 0 else names[::-1]:
                 start = time.perf_counter()
                 fn(name)
                 times[name][kind].append(time.perf_counter() - start)
-    return {name: {"params": models[name].num_parameters(),
-                   **{kind: statistics.median(vals) for kind, vals in times[name].items()}} for name in names}
+    return {name: {"params": models[name].num_parameters(), **times[name]} for name in names}
+
+
+def paired_ratio(mixer: list[float], residual: list[float]) -> tuple[float, float, float]:
+    """Median and quartiles of the per-round ratios mixer / residual: each round's two runs are back to back, so
+    a slow patch of a shared machine that spans a round cancels out of its ratio."""
+    ratios = [m / r for m, r in zip(mixer, residual)]
+    if len(ratios) < 2:
+        return ratios[0], ratios[0], ratios[0]
+    q1, median, q3 = statistics.quantiles(ratios, n=4)
+    return median, q1, q3
 
 
 def config_kwargs(name: str, args: argparse.Namespace) -> dict:
@@ -100,7 +112,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=8, help="Block AttnRes blocks N")
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9, help="rounds (one forward and one step of each model)")
     parser.add_argument("--memory", action="store_true",
                         help="also measure each mixer's peak memory for one training step, each in a fresh process")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
@@ -120,17 +132,22 @@ def main() -> None:
         pairs[name] = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"shape: d={args.d_model}, {2 * args.layers} sublayers, batch {args.batch} x {args.seq_len} tokens, "
           f"N={args.blocks} blocks; each mixer in its own process, interleaved with a residual baseline there, "
-          f"median of {args.repeats} repeats, {torch.get_num_threads()} threads")
-    print(f"{'mixer':<26}{'params':>10}{'forward s':>11}{'x base':>8}{'step s':>9}{'x base':>8}")
+          f"{args.repeats} rounds, {torch.get_num_threads()} threads")
+    print("times: medians; ratios: median of the per-round ratios to the residual [quartiles]")
+    print(f"{'mixer':<22}{'params':>11}{'forward s':>11}{'x base':>20}{'step s':>9}{'x base':>20}")
     if pairs:
-        base = {kind: statistics.median(p["residual"][kind] for p in pairs.values()) for kind in ("forward", "step")}
+        base = {kind: statistics.median(t for p in pairs.values() for t in p["residual"][kind])
+                for kind in ("forward", "step")}
         params = next(iter(pairs.values()))["residual"]["params"]
-        print(f"{'residual (median)':<26}{params:>10,}{base['forward']:>11.3f}{1:>8.2f}{base['step']:>9.3f}{1:>8.2f}")
+        print(f"{'residual (median)':<22}{params:>11,}{base['forward']:>11.3f}{'1.00':>20}"
+              f"{base['step']:>9.3f}{'1.00':>20}")
     for name, pair in pairs.items():
         mixer, residual = pair[name], pair["residual"]
-        print(f"{name:<26}{mixer['params']:>10,}{mixer['forward']:>11.3f}"
-              f"{mixer['forward'] / residual['forward']:>8.2f}{mixer['step']:>9.3f}"
-              f"{mixer['step'] / residual['step']:>8.2f}")
+        row = f"{name:<22}{mixer['params']:>11,}"
+        for kind, width in (("forward", 11), ("step", 9)):
+            median, q1, q3 = paired_ratio(mixer[kind], residual[kind])
+            row += f"{statistics.median(mixer[kind]):>{width}.3f}{f'{median:.2f} [{q1:.2f}-{q3:.2f}]':>20}"
+        print(row)
     if args.memory:
         peaks = {name: peak_step_memory_mb(config_kwargs(name, args), args.batch, args.seq_len)
                  for name in ["residual", *names]}

@@ -20,6 +20,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torch.nn.modules import module as module_hooks  # torch keeps the global hook registries here
 
 TAP_KINDS = ("alpha", "input", "output", "residual", "partial", "streams", "mix", "post")
 
@@ -42,6 +43,16 @@ class Tap(nn.Module):
     @property
     def n_sources(self) -> int:
         return len(self.labels)
+
+    @property
+    def watched(self) -> bool:
+        """Whether a hook would see (or could replace) what passes: lets a mixer skip forming a tensor nobody reads."""
+        return bool(
+            self._forward_hooks
+            or self._forward_pre_hooks
+            or module_hooks._global_forward_hooks
+            or module_hooks._global_forward_pre_hooks
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x

@@ -154,16 +154,56 @@ def test_block_with_one_sublayer_per_block_equals_full(two_phase):
         torch.testing.assert_close(block_alpha[l], full_alpha[l], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("grad", [True, False])  # without autograd the mixer writes in place and uses lookups
 @pytest.mark.parametrize("n_blocks", [1, 2, 3, 4, 10])
-def test_two_phase_equals_plain_in_float64(n_blocks):
+def test_two_phase_equals_plain_in_float64(n_blocks, grad):
     plain = build(mixer="block_attnres", n_blocks=n_blocks, two_phase=False).double()
     randomise_depth_parameters(plain)
     two = build(seed=9, mixer="block_attnres", n_blocks=n_blocks, two_phase=True).double()
     two.load_state_dict(plain.state_dict())
     x = tokens()
-    assert (plain(x) - two(x)).abs().max().item() < 1e-10
-    for l, alpha in capture(plain, x, "alpha").items():
-        assert (capture(two, x, "alpha")[l] - alpha).abs().max().item() < 1e-10
+    with torch.set_grad_enabled(grad):
+        assert (plain(x) - two(x)).abs().max().item() < 1e-10
+        for what in ("alpha", "input", "partial"):
+            seen = capture(two, x, what)
+            for l, value in capture(plain, x, what).items():
+                assert (seen[l] - value).abs().max().item() < 1e-10, (what, l)
+
+
+@pytest.mark.parametrize("overrides", [dict(mixer="block_attnres", n_blocks=3), dict(mixer="full_attnres")])
+def test_tensors_handed_to_hooks_are_never_overwritten_later(overrides):
+    """A hook may keep what a tap hands it without copying; nothing the forward pass does later may change it."""
+    model = build(**overrides)
+    randomise_depth_parameters(model)
+    x = tokens()
+    kept: dict[tuple[str, int], torch.Tensor] = {}
+    handles = [
+        tap.register_forward_hook(lambda mod, args, out: kept.__setitem__((mod.what, mod.sublayer), out))
+        for _, tap in iter_taps(model)
+    ]
+    with torch.no_grad():
+        try:
+            model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        for what in ("alpha", "input", "output", "partial"):
+            for l, value in capture(model, x, what).items():  # a second pass, copying as it goes
+                torch.testing.assert_close(kept[what, l], value, rtol=0, atol=0, msg=f"{what} {l}")
+
+
+def test_a_tap_knows_whether_anything_watches_it():
+    tap = next(tap for _, tap in iter_taps(build(mixer="block_attnres"), "alpha"))
+    assert not tap.watched
+    handle = tap.register_forward_hook(lambda *args: None)
+    assert tap.watched
+    handle.remove()
+    assert not tap.watched
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda *args: None)
+    try:
+        assert tap.watched  # a global hook sees every module's output
+    finally:
+        handle.remove()
 
 
 def test_residual_inputs_are_the_running_sum():

@@ -1,11 +1,13 @@
 """The interface every depth mixer implements, a growing stack the AttnRes mixers keep their logits in, and
-the per-token weighted sum of sources the mixers share."""
+the weighted sum of a list of sources (DenseFormer)."""
 from __future__ import annotations
 
 from typing import Any
 
 import torch
 from torch import nn
+
+from .row_mix import mix_rows
 
 
 class DepthMixer(nn.Module):
@@ -54,14 +56,6 @@ class SourceStack:
             self._buffer[..., self.size : self.size + 1, :] = value
             self.tensor = self._buffer[..., : self.size + 1, :]
         self.size += 1
-
-
-def mix_rows(weights: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
-    """weights [batch, tokens, rows, n] @ sources [batch, tokens, n, d] -> [batch, tokens, rows, d]."""
-    if weights.shape[-1] <= 2:  # batched products this small cost several times more than scaling and adding
-        out = weights[..., :1] * sources[..., None, 0, :]
-        return out.addcmul_(weights[..., 1:], sources[..., None, 1, :]) if weights.shape[-1] == 2 else out
-    return weights @ sources
 
 
 def weighted_sum(weights: torch.Tensor, values: list[torch.Tensor]) -> torch.Tensor:

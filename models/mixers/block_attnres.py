@@ -22,7 +22,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..taps import Tap
-from .base import DepthMixer, SourceStack
+from .base import DepthMixer
 from .key_logits import key_logits
 from .source_bank import SourceBank
 from .full_attnres import PseudoQueries
@@ -37,14 +37,18 @@ class PhaseOne:
     weights: tuple[torch.Tensor, ...]  # softmax over completed blocks  S x [batch, tokens, n]
     log_norm: tuple[torch.Tensor, ...]  # logsumexp of the block logits  S x [batch, tokens, 1]
     mixed: tuple[torch.Tensor, ...]  # m_j = weights @ blocks          S x [batch, tokens, d]
+    # m_j lives in a buffer of its own that nothing else reads (no autograd), so the merge may overwrite it.
+    owned: bool = False
 
 
 @dataclass
 class BlockState:
-    # Completed blocks b_0 .. b_{n-1}, and their logits against every mixer (queries are static, so one matmul
-    # per completed block gives them for all later consumers).
-    blocks: SourceBank  # [batch, tokens, n, d]
-    block_logits: SourceStack  # [batch, tokens, n, L + 1]
+    blocks: SourceBank  # completed blocks b_0 .. b_{n-1} [batch, tokens, n, d]
+    # Logits of each completed block against the mixers that will read it (queries are static, so one matmul
+    # per completed block serves all of them): block i against query rows first_row[i] .. L, where first_row[i]
+    # is the first sublayer of block i + 1 (the final mixer, row L, reads every block).
+    block_logits: list[torch.Tensor]  # each [batch, tokens, L + 1 - first_row[i]]
+    first_row: list[int]
     queries: torch.Tensor  # w * g [mixers, d]
     partial: torch.Tensor | None = None  # p [batch, tokens, d]
     phase_one: PhaseOne | None = None
@@ -52,6 +56,10 @@ class BlockState:
 
 def block_source_labels(completed: int, with_partial: bool) -> list[str]:
     return ["emb"] + [f"block{n}" for n in range(1, completed)] + (["partial"] if with_partial else [])
+
+
+def _tracked(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 class BlockAttnResMixer(DepthMixer):
@@ -66,6 +74,8 @@ class BlockAttnResMixer(DepthMixer):
         for n, (first, last) in enumerate(cfg.block_bounds, start=1):
             for index in range(first, last + 1):
                 self.where[index] = (n, index - first, first, last)
+        # first query row reading completed block i (0 = embedding): block i + 1's first sublayer, or the final mixer
+        self.reader_row = [first - 1 for first, _ in cfg.block_bounds] + [total]
         self.alpha_taps = nn.ModuleList(
             Tap("alpha", l, block_source_labels(self.where[l][0], self.where[l][1] > 0))
             for l in range(1, total + 1)
@@ -75,19 +85,26 @@ class BlockAttnResMixer(DepthMixer):
 
     def start(self, embedding: torch.Tensor) -> BlockState:
         blocks = SourceBank(self.n_sources_max, rows=len(self.alpha_taps))
-        state = BlockState(blocks, SourceStack(self.n_sources_max), self.depth.effective())
+        state = BlockState(blocks, [], [], self.depth.effective())
         self._complete_block(state, embedding)
         return state
 
     def _complete_block(self, state: BlockState, value: torch.Tensor) -> None:
+        row = self.reader_row[state.blocks.size]
         state.blocks.append(value)
-        state.block_logits.append(self.depth.logits(value, state.queries))
+        state.block_logits.append(key_logits(value, state.queries[row:]))
+        state.first_row.append(row)
+
+    def _logits(self, state: BlockState, first_row: int, stop_row: int) -> torch.Tensor:
+        """Logits of every completed block against query rows first_row .. stop_row - 1 -> [b, t, rows, n]."""
+        slices = [lg[..., first_row - row : stop_row - row] for lg, row in zip(state.block_logits, state.first_row)]
+        return torch.stack(slices, dim=-1)
 
     def _partial_logit(self, state: BlockState, index: int) -> torch.Tensor:
         return key_logits(state.partial, state.queries[index - 1 : index])  # [batch, tokens, 1]
 
     def _plain(self, state: BlockState, index: int, position: int) -> torch.Tensor:
-        logits = state.block_logits.tensor[..., index - 1]  # [batch, tokens, n]
+        logits = self._logits(state, index - 1, index).squeeze(-2)  # [batch, tokens, n]
         if position > 0:
             logits = torch.cat([logits, self._partial_logit(state, index)], dim=-1)
         alpha = self.alpha_taps[index - 1](torch.softmax(logits, dim=-1))  # [batch, tokens, sources]
@@ -100,12 +117,16 @@ class BlockAttnResMixer(DepthMixer):
         return torch.addcmul(mixed, alpha[..., completed:], state.partial) if position > 0 else mixed
 
     def _phase_one(self, state: BlockState, first: int, last: int) -> PhaseOne:
-        # contiguous: reductions over a short strided axis are many times slower than over a contiguous one
-        logits = state.block_logits.tensor[..., first - 1 : last].transpose(-1, -2).contiguous()  # [b, t, S, n]
+        logits = self._logits(state, first - 1, last)  # [batch, tokens, S, n]
         log_norm = torch.logsumexp(logits, dim=-1, keepdim=True)
-        weights = torch.exp(logits - log_norm)
+        weights = torch.softmax(logits, dim=-1)
+        if state.blocks.size == 1 and not torch.is_grad_enabled() and bool((weights == 1).all()):
+            # Only the embedding is complete and its softmax weight is exactly 1: m_j is the embedding, uncopied.
+            embedding = state.blocks.values[..., 0, :]
+            return PhaseOne(weights.unbind(-2), log_norm.unbind(-2), (embedding,) * (last - first + 1))
         mixed = state.blocks.mix(weights)  # [batch, tokens, S, d]
-        return PhaseOne(weights.unbind(-2), log_norm.unbind(-2), mixed.unbind(-2))
+        owned = not mixed.requires_grad
+        return PhaseOne(weights.unbind(-2), log_norm.unbind(-2), mixed.unbind(-2), owned)
 
     def _two_phase(self, state: BlockState, index: int, position: int, first: int, last: int) -> torch.Tensor:
         if position == 0:
@@ -114,13 +135,19 @@ class BlockAttnResMixer(DepthMixer):
         weights, mixed = one.weights[position], one.mixed[position]  # [batch, tokens, n], [batch, tokens, d]
         # A hook on the alpha tap that returns other weights (an intervention) is honoured: h is then mixed from
         # the weights it returned, as the plain form would.
+        tap = self.alpha_taps[index - 1]
         if position == 0:
-            seen = self.alpha_taps[index - 1](weights)
+            seen = tap(weights)
             return mixed if seen is weights else self._mix(state, seen, position)
         beta = torch.sigmoid(self._partial_logit(state, index) - one.log_norm[position])  # [b, t, 1]
-        alpha = torch.cat([weights * (1 - beta), beta], dim=-1)
-        seen = self.alpha_taps[index - 1](alpha)
-        return torch.lerp(mixed, state.partial, beta) if seen is alpha else self._mix(state, seen, position)
+        if tap.watched:  # h needs beta only; the full alpha is formed for whoever reads the tap
+            alpha = torch.cat([weights * (1 - beta), beta], dim=-1)
+            seen = tap(alpha)
+            if seen is not alpha:
+                return self._mix(state, seen, position)
+        if one.owned and not _tracked(state.partial, beta):
+            return mixed.lerp_(state.partial, beta)
+        return torch.lerp(mixed, state.partial, beta)
 
     def sublayer_input(self, state: BlockState, index: int) -> torch.Tensor:
         _, position, first, last = self.where[index]
@@ -130,13 +157,24 @@ class BlockAttnResMixer(DepthMixer):
 
     def absorb(self, state: BlockState, index: int, output: torch.Tensor) -> None:
         _, position, _, last = self.where[index]
-        state.partial = output if position == 0 else state.partial + output
-        state.partial = self.partial_taps[index - 1](state.partial)
+        tap = self.partial_taps[index - 1]
+        if position == 0:
+            partial = output
+        elif _tracked(state.partial, output):
+            partial = state.partial + output
+        elif index == last:  # the completed block goes straight into its slot of the bank, which copies nothing
+            partial = torch.add(state.partial, output, out=state.blocks.next_slot(output))
+        elif position >= 2 and not tap.watched:  # a sum this mixer made at position 1 and nobody else holds
+            partial = state.partial.add_(output)
+        else:
+            partial = state.partial + output
+        state.partial = tap(partial)
         if index == last:
             self._complete_block(state, state.partial)
             state.partial = None
 
     def finish(self, state: BlockState) -> torch.Tensor:
         final = len(self.alpha_taps)
-        alpha = self.alpha_taps[final - 1](torch.softmax(state.block_logits.tensor[..., final - 1], dim=-1))
+        logits = self._logits(state, final - 1, final).squeeze(-2)  # [batch, tokens, blocks]
+        alpha = self.alpha_taps[final - 1](torch.softmax(logits, dim=-1))
         return state.blocks.mix(alpha.unsqueeze(-2)).squeeze(-2)  # [batch, tokens, d]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import mix_rows
+from .row_mix import mix_rows
 
 
 class SourceBank:
@@ -36,14 +36,25 @@ class SourceBank:
         self.first_reader: list[int] = []  # first row that can read source i
         self.handles: list[torch.Tensor] = []
 
-    def append(self, value: torch.Tensor) -> None:
+    def _allocate(self, like: torch.Tensor) -> None:
         if self.values is None:
-            self.values = value.new_empty(*value.shape[:-1], self.capacity, value.shape[-1])
+            self.values = like.new_empty(*like.shape[:-1], self.capacity, like.shape[-1])
+
+    def next_slot(self, like: torch.Tensor) -> torch.Tensor:
+        """The buffer view [batch, tokens, d] the next source will occupy. A caller that computes that source
+        without autograd may write it there (`out=`); `append` then copies nothing."""
+        self._allocate(like)
+        return self.values[..., self.size, :]
+
+    def append(self, value: torch.Tensor) -> None:
+        self._allocate(value)
         self.first_reader.append(self.used_rows)
         if torch.is_grad_enabled() and value.requires_grad:
             self.handles.append(_Enter.apply(value, self, self.size))
         else:
-            self.values[..., self.size, :] = value.detach()
+            slot = self.values[..., self.size, :]
+            if not _same_view(value, slot):
+                slot.copy_(value.detach())
         self.size += 1
 
     def mix(self, weights: torch.Tensor) -> torch.Tensor:
@@ -86,6 +97,10 @@ class SourceBank:
         weights = self.weights[..., first : self.used_rows, slot].contiguous()  # [batch, tokens, readers]
         grads = self.grads[..., first : self.used_rows, :]  # [batch, tokens, readers, d]
         return mix_rows(weights.unsqueeze(-2), grads).squeeze(-2)  # [batch, tokens, d]
+
+
+def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype
 
 
 class _Enter(torch.autograd.Function):
