@@ -65,8 +65,9 @@ def time_side_by_side(names: list[str], args: argparse.Namespace) -> dict:
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
 
     def forward(name: str) -> None:
-        with torch.no_grad():
-            models[name](inputs)
+        with torch.no_grad():  # several in a row: one forward is short enough for the machine's jitter to show
+            for _ in range(args.forwards):
+                models[name](inputs)
 
     def step(name: str) -> None:
         logits = models[name](inputs)
@@ -85,7 +86,8 @@ def time_side_by_side(names: list[str], args: argparse.Namespace) -> dict:
             for name in names if round_ % 2 == 0 else names[::-1]:
                 start = time.perf_counter()
                 fn(name)
-                times[name][kind].append(time.perf_counter() - start)
+                per_run = args.forwards if kind == "forward" else 1
+                times[name][kind].append((time.perf_counter() - start) / per_run)
     return {name: {"params": models[name].num_parameters(), **times[name]} for name in names}
 
 
@@ -113,13 +115,14 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=9, help="rounds (one forward and one step of each model)")
+    parser.add_argument("--forwards", type=int, default=3, help="forward passes timed together in each round")
     parser.add_argument("--memory", action="store_true",
                         help="also measure each mixer's peak memory for one training step, each in a fresh process")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
     parser.add_argument("--pair", help=argparse.SUPPRESS)  # child: time residual and this mixer, print JSON
     args = parser.parse_args()
     shape_args = [f"--{k.replace('_', '-')}={getattr(args, k)}"
-                  for k in ("d_model", "layers", "heads", "blocks", "seq_len", "batch", "repeats")]
+                  for k in ("d_model", "layers", "heads", "blocks", "seq_len", "batch", "repeats", "forwards")]
     if args.pair:
         print(json.dumps(time_side_by_side(["residual", args.pair], args)))
         return
@@ -132,7 +135,7 @@ def main() -> None:
         pairs[name] = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"shape: d={args.d_model}, {2 * args.layers} sublayers, batch {args.batch} x {args.seq_len} tokens, "
           f"N={args.blocks} blocks; each mixer in its own process, interleaved with a residual baseline there, "
-          f"{args.repeats} rounds, {torch.get_num_threads()} threads")
+          f"{args.repeats} rounds of {args.forwards} forwards + 1 training step, {torch.get_num_threads()} threads")
     print("times: medians; ratios: median of the per-round ratios to the residual [quartiles]")
     print(f"{'mixer':<22}{'params':>11}{'forward s':>11}{'x base':>20}{'step s':>9}{'x base':>20}")
     if pairs:

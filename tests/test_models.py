@@ -341,3 +341,14 @@ def test_hyper_connection_dynamic_parts_follow_their_definition(mhc):
         want_mix = sinkhorn(want_mix, model.cfg.sinkhorn_iters)
     for got, want in ((pre, want_pre), (post, want_post), (mix, want_mix)):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("sources", [1, 2, 9, 33])
+def test_source_softmax_is_the_softmax_on_short_and_long_axes(sources):
+    from depthscope.models.mixers.base import source_softmax
+
+    logits = torch.randn(3, 5, 4, sources, dtype=torch.float64, generator=torch.Generator().manual_seed(sources)) * 30
+    want = torch.softmax(logits, dim=-1)
+    torch.testing.assert_close(source_softmax(logits), want, rtol=1e-12, atol=1e-15)
+    log_norm = torch.logsumexp(logits, dim=-1, keepdim=True)
+    torch.testing.assert_close(source_softmax(logits, log_norm), want, rtol=1e-12, atol=1e-15)

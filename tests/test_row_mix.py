@@ -32,6 +32,12 @@ def test_equals_the_weighted_sum_on_every_layout(rows):
         with torch.no_grad():
             got = mix_rows(weights, sources)
         torch.testing.assert_close(got, reference(weights, sources), rtol=1e-12, atol=1e-12, msg=name)
+        with torch.no_grad():
+            each = mix_rows(weights, sources, rows_first=True)  # [rows, batch, tokens, d]
+        torch.testing.assert_close(each, reference(weights, sources).movedim(-2, 0), rtol=1e-12, atol=1e-12,
+                                   msg=name)
+        if _row_table(sources) is not None:
+            assert all(row.is_contiguous() for row in each.unbind(0)), name
 
 
 def test_lookup_is_used_where_the_layout_allows_and_only_there():

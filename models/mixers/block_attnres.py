@@ -22,7 +22,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..taps import Tap
-from .base import DepthMixer
+from .base import DepthMixer, source_softmax
 from .key_logits import key_logits
 from .source_bank import SourceBank
 from .full_attnres import PseudoQueries
@@ -32,8 +32,8 @@ from .full_attnres import PseudoQueries
 class PhaseOne:
     """A block's S queries against its completed blocks, normalised over those blocks only."""
 
-    # One entry per sublayer j of the block. Unbound once rather than indexed per sublayer: under autograd every
-    # index would send back a zero-padded gradient of the whole [batch, tokens, S, d] tensor.
+    # One entry per sublayer j of the block, split once rather than indexed per sublayer: under autograd every
+    # index would send back a zero-padded gradient of the whole [batch, tokens, S, ...] tensor.
     weights: tuple[torch.Tensor, ...]  # softmax over completed blocks  S x [batch, tokens, n]
     log_norm: tuple[torch.Tensor, ...]  # logsumexp of the block logits  S x [batch, tokens, 1]
     mixed: tuple[torch.Tensor, ...]  # m_j = weights @ blocks          S x [batch, tokens, d]
@@ -50,6 +50,7 @@ class BlockState:
     block_logits: list[torch.Tensor]  # each [batch, tokens, L + 1 - first_row[i]]
     first_row: list[int]
     queries: torch.Tensor  # w * g [mixers, d]
+    embedding: torch.Tensor  # b_0 as the model passed it (contiguous, where the bank's copy is strided)
     partial: torch.Tensor | None = None  # p [batch, tokens, d]
     phase_one: PhaseOne | None = None
 
@@ -85,7 +86,7 @@ class BlockAttnResMixer(DepthMixer):
 
     def start(self, embedding: torch.Tensor) -> BlockState:
         blocks = SourceBank(self.n_sources_max, rows=len(self.alpha_taps))
-        state = BlockState(blocks, [], [], self.depth.effective())
+        state = BlockState(blocks, [], [], self.depth.effective(), embedding)
         self._complete_block(state, embedding)
         return state
 
@@ -107,7 +108,7 @@ class BlockAttnResMixer(DepthMixer):
         logits = self._logits(state, index - 1, index).squeeze(-2)  # [batch, tokens, n]
         if position > 0:
             logits = torch.cat([logits, self._partial_logit(state, index)], dim=-1)
-        alpha = self.alpha_taps[index - 1](torch.softmax(logits, dim=-1))  # [batch, tokens, sources]
+        alpha = self.alpha_taps[index - 1](source_softmax(logits))  # [batch, tokens, sources]
         return self._mix(state, alpha, position)
 
     def _mix(self, state: BlockState, alpha: torch.Tensor, position: int) -> torch.Tensor:
@@ -119,14 +120,13 @@ class BlockAttnResMixer(DepthMixer):
     def _phase_one(self, state: BlockState, first: int, last: int) -> PhaseOne:
         logits = self._logits(state, first - 1, last)  # [batch, tokens, S, n]
         log_norm = torch.logsumexp(logits, dim=-1, keepdim=True)
-        weights = torch.softmax(logits, dim=-1)
+        weights = source_softmax(logits, log_norm)
         if state.blocks.size == 1 and not torch.is_grad_enabled() and bool((weights == 1).all()):
             # Only the embedding is complete and its softmax weight is exactly 1: m_j is the embedding, uncopied.
-            embedding = state.blocks.values[..., 0, :]
-            return PhaseOne(weights.unbind(-2), log_norm.unbind(-2), (embedding,) * (last - first + 1))
-        mixed = state.blocks.mix(weights)  # [batch, tokens, S, d]
-        owned = not mixed.requires_grad
-        return PhaseOne(weights.unbind(-2), log_norm.unbind(-2), mixed.unbind(-2), owned)
+            return PhaseOne(weights.unbind(-2), log_norm.unbind(-2), (state.embedding,) * (last - first + 1))
+        mixed = state.blocks.mix_each(weights)  # S x [batch, tokens, d]
+        owned = not mixed[0].requires_grad
+        return PhaseOne(weights.unbind(-2), log_norm.unbind(-2), mixed, owned)
 
     def _two_phase(self, state: BlockState, index: int, position: int, first: int, last: int) -> torch.Tensor:
         if position == 0:
@@ -176,5 +176,7 @@ class BlockAttnResMixer(DepthMixer):
     def finish(self, state: BlockState) -> torch.Tensor:
         final = len(self.alpha_taps)
         logits = self._logits(state, final - 1, final).squeeze(-2)  # [batch, tokens, blocks]
-        alpha = self.alpha_taps[final - 1](torch.softmax(logits, dim=-1))
-        return state.blocks.mix(alpha.unsqueeze(-2)).squeeze(-2)  # [batch, tokens, d]
+        alpha = self.alpha_taps[final - 1](source_softmax(logits))
+        out = state.blocks.mix(alpha.unsqueeze(-2)).squeeze(-2)  # [batch, tokens, d]
+        state.blocks.close()
+        return out

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..config import ModelConfig, sublayer_label
 from ..taps import Tap
-from .base import DepthMixer, SourceStack
+from .base import DepthMixer, SourceStack, source_softmax
 from .key_logits import key_logits
 from .source_bank import SourceBank
 
@@ -66,7 +66,7 @@ class FullAttnResMixer(DepthMixer):
 
     def _mix(self, state: FullState, index: int) -> torch.Tensor:
         logits = state.logits.tensor[..., index - 1]  # every source so far, seen by mixer `index`: [b, t, sources]
-        alpha = self.alpha_taps[index - 1](torch.softmax(logits, dim=-1))  # [batch, tokens, sources]
+        alpha = self.alpha_taps[index - 1](source_softmax(logits))  # [batch, tokens, sources]
         return state.values.mix(alpha.unsqueeze(-2)).squeeze(-2)  # [batch, tokens, d]
 
     def sublayer_input(self, state: FullState, index: int) -> torch.Tensor:
@@ -76,4 +76,6 @@ class FullAttnResMixer(DepthMixer):
         self._add_source(state, output)
 
     def finish(self, state: FullState) -> torch.Tensor:
-        return self._mix(state, len(self.alpha_taps))
+        out = self._mix(state, len(self.alpha_taps))
+        state.values.close()
+        return out

@@ -15,17 +15,22 @@ import torch
 import torch.nn.functional as F
 
 
-def mix_rows(weights: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
-    """weights [batch, tokens, rows, n] @ sources [batch, tokens, n, d] -> [batch, tokens, rows, d]."""
+def mix_rows(weights: torch.Tensor, sources: torch.Tensor, rows_first: bool = False) -> torch.Tensor:
+    """weights [batch, tokens, rows, n] @ sources [batch, tokens, n, d] -> [batch, tokens, rows, d], or with
+    rows_first [rows, batch, tokens, d], where each row is contiguous: a sublayer reading a strided input pays for
+    it in its norm."""
     needs_grad = torch.is_grad_enabled() and (weights.requires_grad or sources.requires_grad)
     if not needs_grad and weights.dtype == sources.dtype:
         table = _row_table(sources)
         if table is not None:
-            return _bag_sums(weights, *table)
+            return _bag_sums(weights, *table, rows_first)
     if weights.shape[-1] <= 2:  # batched products this small cost several times more than scaling and adding
         out = weights[..., :1] * sources[..., None, 0, :]
-        return out.addcmul_(weights[..., 1:], sources[..., None, 1, :]) if weights.shape[-1] == 2 else out
-    return weights @ sources
+        if weights.shape[-1] == 2:
+            out.addcmul_(weights[..., 1:], sources[..., None, 1, :])
+    else:
+        out = weights @ sources
+    return out.movedim(-2, 0) if rows_first else out
 
 
 def _row_table(sources: torch.Tensor) -> tuple[torch.Tensor, int] | None:
@@ -45,12 +50,17 @@ def _row_table(sources: torch.Tensor) -> tuple[torch.Tensor, int] | None:
     return flat.as_strided(((tokens - 1) * step + n, d), (d, 1)), step
 
 
-def _bag_sums(weights: torch.Tensor, table: torch.Tensor, step: int) -> torch.Tensor:
+def _bag_sums(weights: torch.Tensor, table: torch.Tensor, step: int, rows_first: bool) -> torch.Tensor:
     *lead, rows, n = weights.shape
     tokens = (table.shape[0] - n) // step + 1
     make = _bags if tokens * rows * n <= _CACHED_BAG_ENTRIES else _bags.__wrapped__
-    indices, offsets = make(tokens, rows, n, step, table.device)
-    out = F.embedding_bag(indices, table, offsets, mode="sum", per_sample_weights=weights.reshape(-1))
+    indices, offsets = make(tokens, rows, n, step, rows_first, table.device)
+    # detached: with a tensor that requires grad (as inside an autograd Function's forward), even under no_grad
+    # the lookup takes its differentiable variant, which also builds bag bookkeeping and runs 1.7x slower
+    samples = (weights.detach().movedim(-2, 0) if rows_first else weights.detach()).reshape(-1)
+    out = F.embedding_bag(indices, table.detach(), offsets, mode="sum", per_sample_weights=samples)
+    if rows_first:
+        return out.view(rows, *lead, table.shape[1])  # [rows, batch, tokens, d]
     return out.view(*lead, rows, table.shape[1])  # [batch, tokens, rows, d]
 
 
@@ -60,8 +70,10 @@ _CACHED_BAG_ENTRIES = 1 << 21
 
 
 @functools.lru_cache(maxsize=64)
-def _bags(tokens: int, rows: int, n: int, step: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bag (token, row) holds table rows token * step + i for i < n; the same for every row of a token."""
+def _bags(tokens: int, rows: int, n: int, step: int, rows_first: bool,
+          device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bag (token, row), or (row, token) with rows_first, holds table rows token * step + i for i < n."""
     starts = torch.arange(tokens, device=device) * step  # [tokens]
-    indices = (starts[:, None, None] + torch.arange(n, device=device)).expand(tokens, rows, n)  # [tokens, rows, n]
+    per_token = starts[:, None] + torch.arange(n, device=device)  # [tokens, n]
+    indices = per_token.expand(rows, tokens, n) if rows_first else per_token[:, None].expand(tokens, rows, n)
     return indices.reshape(-1), torch.arange(0, tokens * rows * n, n, device=device)

@@ -15,6 +15,9 @@ empty tensor, so passing it costs nothing. Double backward is not supported.
 """
 from __future__ import annotations
 
+import threading
+import weakref
+
 import torch
 
 from .row_mix import mix_rows
@@ -61,8 +64,22 @@ class SourceBank:
         """sum_i weights[..., r, i] v_i over the first n = weights.shape[-1] sources -> [batch, tokens, rows, d]."""
         n = weights.shape[-1]
         if torch.is_grad_enabled() and (weights.requires_grad or self.handles):
-            return _Mix.apply(weights, self, *self.handles[:n])
+            return _Mix.apply(weights, self, False, *self.handles[:n])
         return mix_rows(weights, self.values[..., :n, :])
+
+    def mix_each(self, weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`mix`, returned as one contiguous [batch, tokens, d] tensor per row. Under autograd each row's gradient
+        then goes straight to the bank, where unbinding the joint result would stack the rows' gradients."""
+        n = weights.shape[-1]
+        if torch.is_grad_enabled() and (weights.requires_grad or self.handles):
+            return _Mix.apply(weights, self, True, *self.handles[:n])
+        return mix_rows(weights, self.values[..., :n, :], rows_first=True).unbind(0)
+
+    def close(self) -> None:
+        """No more mixes this forward pass. Drops the handles: each reaches back through the autograd graph to
+        the mixes that hold this bank, a cycle that would keep the bank's buffers alive until the garbage
+        collector runs; the mixes already hold the handles they need."""
+        self.handles = []
 
     def _register_rows(self, weights: torch.Tensor) -> int:
         if self.weights is None:
@@ -77,12 +94,24 @@ class SourceBank:
         self.used_rows += rows
         return first
 
-    def _store_grads(self, first: int, grad: torch.Tensor) -> None:
+    def _store_grads(self, first: int, grads: torch.Tensor | list[torch.Tensor | None]) -> torch.Tensor:
+        """Write g of rows first.. (one [batch, tokens, rows, d], or one [batch, tokens, d] per row with None for
+        zero) into the buffer; returns those rows as a view of it [batch, tokens, rows, d]."""
+        joint = isinstance(grads, torch.Tensor)
+        rows = grads.shape[-2] if joint else len(grads)
         if self.grads is None:  # not zero-filled: a row's gradient is written whole or counted as zero
-            self.grads = grad.new_empty(*grad.shape[:-2], self.rows, grad.shape[-1])
-        rows = grad.shape[-2]
-        self.grads[..., first : first + rows, :] = grad
+            like = grads if joint else next(g for g in grads if g is not None)
+            lead = like.shape[:-2] if joint else like.shape[:-1]  # [batch, tokens]
+            shape = (*lead, self.rows, like.shape[-1])
+            self.grads = _SPARE_GRADIENT_BUFFERS.take(shape, like)
+            weakref.finalize(self, _SPARE_GRADIENT_BUFFERS.give, self.grads)
+        if joint:
+            self.grads[..., first : first + rows, :] = grads
+        else:
+            for row, grad in enumerate(grads, start=first):
+                self.grads[..., row, :] = 0 if grad is None else grad
         self.grad_task[first : first + rows] = [torch._C._current_graph_task_id()] * rows
+        return self.grads[..., first : first + rows, :]
 
     def _source_grad(self, slot: int) -> torch.Tensor | None:
         if self.grads is None:  # no consumer of this bank took part in the backward pass
@@ -109,28 +138,66 @@ class _Enter(torch.autograd.Function):
     @staticmethod
     def forward(ctx, value: torch.Tensor, bank: SourceBank, slot: int) -> torch.Tensor:
         bank.values[..., slot, :] = value
-        ctx.bank, ctx.slot = bank, slot
+        # A weak reference: the bank holds the handle, whose node this is, so a strong one would make a cycle
+        # that keeps the bank's buffers alive until the garbage collector runs. Every mix reading the source
+        # holds the bank strongly, and this backward runs only after theirs.
+        ctx.bank, ctx.slot = weakref.ref(bank), slot
         ctx.set_materialize_grads(False)
         return value.new_empty(0)  # the handle
 
     @staticmethod
     def backward(ctx, _handle_grad):
-        return ctx.bank._source_grad(ctx.slot), None, None
+        return ctx.bank()._source_grad(ctx.slot), None, None
 
 
 class _Mix(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, weights: torch.Tensor, bank: SourceBank, *handles: torch.Tensor) -> torch.Tensor:
-        ctx.bank, ctx.n_handles, ctx.n_sources = bank, len(handles), weights.shape[-1]
+    def forward(ctx, weights: torch.Tensor, bank: SourceBank, each: bool, *handles: torch.Tensor):
+        ctx.bank, ctx.each, ctx.n_handles, ctx.n_sources = bank, each, len(handles), weights.shape[-1]
         ctx.first_row = bank._register_rows(weights)
-        return mix_rows(weights, bank.values[..., : weights.shape[-1], :])  # [batch, tokens, rows, d]
+        ctx.set_materialize_grads(False)
+        sources = bank.values[..., : weights.shape[-1], :]
+        if each:
+            return mix_rows(weights, sources, rows_first=True).unbind(0)  # rows x [batch, tokens, d]
+        return mix_rows(weights, sources)  # [batch, tokens, rows, d]
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # grad [batch, tokens, rows, d]
-        bank = ctx.bank
-        bank._store_grads(ctx.first_row, grad)
+    def backward(ctx, *grads: torch.Tensor | None):
+        # one [batch, tokens, rows, d], or with `mix_each` one [batch, tokens, d] per row; None: no gradient
+        if all(g is None for g in grads):
+            return (None,) * (3 + ctx.n_handles)
+        stored = ctx.bank._store_grads(ctx.first_row, list(grads) if ctx.each else grads[0])
         weights_grad = None
         if ctx.needs_input_grad[0]:
-            sources = bank.values[..., : ctx.n_sources, :]  # [batch, tokens, n, d]
-            weights_grad = grad @ sources.transpose(-1, -2)  # [batch, tokens, rows, n]
-        return (weights_grad, None, *([None] * ctx.n_handles))
+            sources = ctx.bank.values[..., : ctx.n_sources, :]  # [batch, tokens, n, d]
+            weights_grad = stored @ sources.transpose(-1, -2)  # [batch, tokens, rows, n]
+        return (weights_grad, None, None, *([None] * ctx.n_handles))
+
+
+class _SpareBuffers:
+    """Gradient buffers of banks that are gone, kept for the next bank of the same shape.
+
+    A bank's gradient buffer holds a row per reader ([batch, tokens, readers, d], 69 MB for Full or Block AttnRes
+    at d=256 x 32 sublayers x 2048 tokens). Above glibc's mmap threshold, the allocator maps such a buffer afresh
+    for every backward pass and the first writes page-fault through all of it: about 30 ms per training step here.
+    At most `keep` buffers wait here between passes; nothing outside the bank ever sees one.
+    """
+
+    def __init__(self, keep: int = 2):
+        self.keep = keep
+        self.spare: list[torch.Tensor] = []
+        self.lock = threading.Lock()  # finalizers run wherever the garbage collector does
+
+    def take(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        with self.lock:
+            for i, buffer in enumerate(self.spare):
+                if buffer.shape == shape and buffer.dtype == like.dtype and buffer.device == like.device:
+                    return self.spare.pop(i)
+        return like.new_empty(shape)
+
+    def give(self, buffer: torch.Tensor) -> None:
+        with self.lock:
+            self.spare = [buffer, *self.spare][: self.keep]
+
+
+_SPARE_GRADIENT_BUFFERS = _SpareBuffers()
