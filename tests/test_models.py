@@ -192,6 +192,22 @@ def test_tensors_handed_to_hooks_are_never_overwritten_later(overrides):
                 torch.testing.assert_close(kept[what, l], value, rtol=0, atol=0, msg=f"{what} {l}")
 
 
+@pytest.mark.parametrize("watched", [2, 3])  # the partial tap of one sublayer only: the first sum, or a later one
+def test_a_partial_kept_by_a_hook_on_one_tap_is_never_overwritten_later(watched):
+    model = build(mixer="block_attnres", n_blocks=2)  # L = 10: blocks 1-6 and 7-10, room for in-place sums
+    randomise_depth_parameters(model)
+    tap = next(tap for _, tap in iter_taps(model, "partial") if tap.sublayer == watched)
+    kept = []
+    handle = tap.register_forward_hook(lambda mod, args, out: kept.append((out, out.clone())))
+    try:
+        with torch.no_grad():
+            model(tokens())
+    finally:
+        handle.remove()
+    (held, copied), = kept
+    torch.testing.assert_close(held, copied, rtol=0, atol=0)
+
+
 def test_a_tap_knows_whether_anything_watches_it():
     tap = next(tap for _, tap in iter_taps(build(mixer="block_attnres"), "alpha"))
     assert not tap.watched

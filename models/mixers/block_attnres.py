@@ -157,18 +157,18 @@ class BlockAttnResMixer(DepthMixer):
 
     def absorb(self, state: BlockState, index: int, output: torch.Tensor) -> None:
         _, position, _, last = self.where[index]
-        tap = self.partial_taps[index - 1]
         if position == 0:
             partial = output
         elif _tracked(state.partial, output):
             partial = state.partial + output
         elif index == last:  # the completed block goes straight into its slot of the bank, which copies nothing
             partial = torch.add(state.partial, output, out=state.blocks.next_slot(output))
-        elif position >= 2 and not tap.watched:  # a sum this mixer made at position 1 and nobody else holds
+        elif position >= 2 and not self.partial_taps[index - 2].watched:
+            # p is a sum made here at position 1 or later, and no hook saw it go through its tap: add in place
             partial = state.partial.add_(output)
         else:
             partial = state.partial + output
-        state.partial = tap(partial)
+        state.partial = self.partial_taps[index - 1](partial)
         if index == last:
             self._complete_block(state, state.partial)
             state.partial = None
