@@ -62,3 +62,16 @@ def test_float32_and_autograd_paths_agree():
     torch.testing.assert_close(lookup, matmul.detach(), rtol=1e-6, atol=1e-6)
     matmul.sum().backward()
     torch.testing.assert_close(tracked.grad, sources.sum(-1).unsqueeze(-2).expand_as(tracked), rtol=1e-5, atol=1e-5)
+
+
+def test_index_cache_stays_within_its_budget_and_rebuilds_what_it_dropped():
+    from depthscope.models.mixers.row_mix import _BagCache, _bags
+
+    cache = _BagCache(budget=1 << 16)  # 64 KiB
+    for n in range(1, 9):
+        indices, offsets = cache.get(256, 4, n, 9, True, torch.device("cpu"))
+        want_indices, want_offsets = _bags(256, 4, n, 9, True, torch.device("cpu"))
+        assert torch.equal(indices, want_indices) and torch.equal(offsets, want_offsets)
+        assert cache._bytes() <= 1 << 16 or len(cache.kept) == 1
+    assert len(cache.kept) < 8  # the oldest shapes were dropped
+    assert torch.equal(cache.get(256, 4, 1, 9, True, torch.device("cpu"))[0], _bags(256, 4, 1, 9, True, torch.device("cpu"))[0])

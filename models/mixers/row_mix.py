@@ -9,7 +9,8 @@ respect to a strided table would go through as_strided's slow backward.
 """
 from __future__ import annotations
 
-import functools
+import threading
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
@@ -53,8 +54,7 @@ def _row_table(sources: torch.Tensor) -> tuple[torch.Tensor, int] | None:
 def _bag_sums(weights: torch.Tensor, table: torch.Tensor, step: int, rows_first: bool) -> torch.Tensor:
     *lead, rows, n = weights.shape
     tokens = (table.shape[0] - n) // step + 1
-    make = _bags if tokens * rows * n <= _CACHED_BAG_ENTRIES else _bags.__wrapped__
-    indices, offsets = make(tokens, rows, n, step, rows_first, table.device)
+    indices, offsets = _BAGS.get(tokens, rows, n, step, rows_first, table.device)
     # detached: with a tensor that requires grad (as inside an autograd Function's forward), even under no_grad
     # the lookup takes its differentiable variant, which also builds bag bookkeeping and runs 1.7x slower
     samples = (weights.detach().movedim(-2, 0) if rows_first else weights.detach()).reshape(-1)
@@ -64,12 +64,6 @@ def _bag_sums(weights: torch.Tensor, table: torch.Tensor, step: int, rows_first:
     return out.view(*lead, rows, table.shape[1])  # [batch, tokens, rows, d]
 
 
-# Index tensors are kept for the shapes one forward pass meets (at most 16 MiB each); larger ones are rebuilt,
-# which costs 2 * rows / d of the lookup's own traffic.
-_CACHED_BAG_ENTRIES = 1 << 21
-
-
-@functools.lru_cache(maxsize=64)
 def _bags(tokens: int, rows: int, n: int, step: int, rows_first: bool,
           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Bag (token, row), or (row, token) with rows_first, holds table rows token * step + i for i < n."""
@@ -77,3 +71,31 @@ def _bags(tokens: int, rows: int, n: int, step: int, rows_first: bool,
     per_token = starts[:, None] + torch.arange(n, device=device)  # [tokens, n]
     indices = per_token.expand(rows, tokens, n) if rows_first else per_token[:, None].expand(tokens, rows, n)
     return indices.reshape(-1), torch.arange(0, tokens * rows * n, n, device=device)
+
+
+class _BagCache:
+    """The index tensors of recent shapes, least recently used dropped first beyond `budget` bytes. A forward pass
+    meets a few dozen shapes; rebuilding one costs about 2 * rows / d of its lookup's own memory traffic."""
+
+    def __init__(self, budget: int = 32 << 20):
+        self.budget = budget
+        self.kept: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, *key) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.lock:
+            if key in self.kept:
+                self.kept.move_to_end(key)
+                return self.kept[key]
+        bags = _bags(*key)
+        with self.lock:
+            self.kept[key] = bags
+            while len(self.kept) > 1 and self._bytes() > self.budget:
+                self.kept.popitem(last=False)
+        return bags
+
+    def _bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for bags in self.kept.values() for t in bags)
+
+
+_BAGS = _BagCache()
