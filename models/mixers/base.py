@@ -1,5 +1,5 @@
-"""The interface every depth mixer implements, a growing stack the AttnRes mixers keep their logits in, the
-softmax over a few sources, and the weighted sum of a list of sources (DenseFormer)."""
+"""The interface every depth mixer implements, a growing stack Full AttnRes keeps its logits in, the softmax
+over a few sources, and the weighted sum of a list of sources (DenseFormer)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .row_mix import mix_rows
+from .tracking import tracked
 
 
 class DepthMixer(nn.Module):
@@ -36,8 +37,8 @@ class SourceStack:
 
     Without autograd every append writes into one buffer allocated for `capacity` entries, so nothing is
     re-copied as the stack grows. With autograd it concatenates instead: writing into a buffer that autograd
-    saved for an earlier step's backward (a slice read before this append) would invalidate that pass. Either way `tensor` is a fresh view per append,
-    and entries already appended are never written again.
+    saved for an earlier step's backward (a slice read before this append) would invalidate that pass. Either
+    way `tensor` is a fresh view per append, and entries already appended are never written again.
     """
 
     def __init__(self, capacity: int):
@@ -48,7 +49,7 @@ class SourceStack:
 
     def append(self, value: torch.Tensor) -> None:
         value = value.unsqueeze(-2)  # [batch, tokens, 1, k]
-        if torch.is_grad_enabled() and value.requires_grad:
+        if tracked(value):
             self.tensor = value if self.tensor is None else torch.cat([self.tensor, value], dim=-2)
         else:
             if self._buffer is None:

@@ -25,6 +25,7 @@ from ..taps import Tap
 from .base import DepthMixer, source_softmax
 from .key_logits import key_logits
 from .source_bank import SourceBank
+from .tracking import tracked
 from .full_attnres import PseudoQueries
 
 
@@ -45,10 +46,8 @@ class PhaseOne:
 class BlockState:
     blocks: SourceBank  # completed blocks b_0 .. b_{n-1} [batch, tokens, n, d]
     # Logits of each completed block against the mixers that will read it (queries are static, so one matmul
-    # per completed block serves all of them): block i against query rows first_row[i] .. L, where first_row[i]
-    # is the first sublayer of block i + 1 (the final mixer, row L, reads every block).
-    block_logits: list[torch.Tensor]  # each [batch, tokens, L + 1 - first_row[i]]
-    first_row: list[int]
+    # per completed block serves all of them): block i against query rows reader_row[i] .. L.
+    block_logits: list[torch.Tensor]  # each [batch, tokens, L + 1 - reader_row[i]]
     queries: torch.Tensor  # w * g [mixers, d]
     embedding: torch.Tensor  # b_0 as the model passed it (contiguous, where the bank's copy is strided)
     partial: torch.Tensor | None = None  # p [batch, tokens, d]
@@ -57,10 +56,6 @@ class BlockState:
 
 def block_source_labels(completed: int, with_partial: bool) -> list[str]:
     return ["emb"] + [f"block{n}" for n in range(1, completed)] + (["partial"] if with_partial else [])
-
-
-def _tracked(*tensors: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 class BlockAttnResMixer(DepthMixer):
@@ -86,7 +81,7 @@ class BlockAttnResMixer(DepthMixer):
 
     def start(self, embedding: torch.Tensor) -> BlockState:
         blocks = SourceBank(self.n_sources_max, rows=len(self.alpha_taps))
-        state = BlockState(blocks, [], [], self.depth.effective(), embedding)
+        state = BlockState(blocks, [], self.depth.effective(), embedding)
         self._complete_block(state, embedding)
         return state
 
@@ -94,11 +89,10 @@ class BlockAttnResMixer(DepthMixer):
         row = self.reader_row[state.blocks.size]
         state.blocks.append(value)
         state.block_logits.append(key_logits(value, state.queries[row:]))
-        state.first_row.append(row)
 
     def _logits(self, state: BlockState, first_row: int, stop_row: int) -> torch.Tensor:
         """Logits of every completed block against query rows first_row .. stop_row - 1 -> [b, t, rows, n]."""
-        slices = [lg[..., first_row - row : stop_row - row] for lg, row in zip(state.block_logits, state.first_row)]
+        slices = [lg[..., first_row - row : stop_row - row] for lg, row in zip(state.block_logits, self.reader_row)]
         return torch.stack(slices, dim=-1)
 
     def _partial_logit(self, state: BlockState, index: int) -> torch.Tensor:
@@ -145,7 +139,7 @@ class BlockAttnResMixer(DepthMixer):
             seen = tap(alpha)
             if seen is not alpha:
                 return self._mix(state, seen, position)
-        if one.owned and not _tracked(state.partial, beta):
+        if one.owned and not tracked(state.partial, beta):
             return mixed.lerp_(state.partial, beta)
         return torch.lerp(mixed, state.partial, beta)
 
@@ -159,7 +153,7 @@ class BlockAttnResMixer(DepthMixer):
         _, position, _, last = self.where[index]
         if position == 0:
             partial = output
-        elif _tracked(state.partial, output):
+        elif tracked(state.partial, output):
             partial = state.partial + output
         elif index == last:  # the completed block goes straight into its slot of the bank, which copies nothing
             partial = torch.add(state.partial, output, out=state.blocks.next_slot(output))

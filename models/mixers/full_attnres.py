@@ -31,10 +31,6 @@ class PseudoQueries(nn.Module):
         """w_l * g_l: w_l . (g_l * k_hat) = (w_l * g_l) . k_hat, so a key's unit-RMS form is normalised once."""
         return self.queries * self.key_gains  # [mixers, d]
 
-    def logits(self, values: torch.Tensor, queries: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits of `values` [batch, tokens, d] for every mixer 1..L+1 -> [batch, tokens, L + 1]."""
-        return key_logits(values, self.effective() if queries is None else queries)
-
 
 @dataclass
 class FullState:
@@ -56,7 +52,7 @@ class FullAttnResMixer(DepthMixer):
 
     def _add_source(self, state: FullState, value: torch.Tensor) -> None:
         state.values.append(value)
-        state.logits.append(self.depth.logits(value, state.queries))
+        state.logits.append(key_logits(value, state.queries))  # [batch, tokens, L + 1]
 
     def start(self, embedding: torch.Tensor) -> FullState:
         capacity = len(self.alpha_taps)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..layers import NORM_EPS
+from .tracking import tracked
 
 
 def _inverse_rms_and_logits(values: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,6 +44,6 @@ class _KeyLogits(torch.autograd.Function):
 
 def key_logits(values: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
     """(values / RMS(values)) @ queries.T without forming the normalised values: [batch, tokens, m]."""
-    if torch.is_grad_enabled() and (values.requires_grad or queries.requires_grad):
+    if tracked(values, queries):
         return _KeyLogits.apply(values, queries)
     return _inverse_rms_and_logits(values, queries)[1]

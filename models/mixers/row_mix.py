@@ -15,13 +15,14 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 
+from .tracking import tracked
+
 
 def mix_rows(weights: torch.Tensor, sources: torch.Tensor, rows_first: bool = False) -> torch.Tensor:
     """weights [batch, tokens, rows, n] @ sources [batch, tokens, n, d] -> [batch, tokens, rows, d], or with
     rows_first [rows, batch, tokens, d], where each row is contiguous: a sublayer reading a strided input pays for
     it in its norm."""
-    needs_grad = torch.is_grad_enabled() and (weights.requires_grad or sources.requires_grad)
-    if not needs_grad and weights.dtype == sources.dtype:
+    if not tracked(weights, sources) and weights.dtype == sources.dtype:
         table = _row_table(sources)
         if table is not None:
             return _bag_sums(weights, *table, rows_first)

@@ -21,6 +21,7 @@ import weakref
 import torch
 
 from .row_mix import mix_rows
+from .tracking import tracked
 
 
 class SourceBank:
@@ -52,7 +53,7 @@ class SourceBank:
     def append(self, value: torch.Tensor) -> None:
         self._allocate(value)
         self.first_reader.append(self.used_rows)
-        if torch.is_grad_enabled() and value.requires_grad:
+        if tracked(value):
             self.handles.append(_Enter.apply(value, self, self.size))
         else:
             slot = self.values[..., self.size, :]
@@ -62,18 +63,17 @@ class SourceBank:
 
     def mix(self, weights: torch.Tensor) -> torch.Tensor:
         """sum_i weights[..., r, i] v_i over the first n = weights.shape[-1] sources -> [batch, tokens, rows, d]."""
-        n = weights.shape[-1]
-        if torch.is_grad_enabled() and (weights.requires_grad or self.handles):
-            return _Mix.apply(weights, self, False, *self.handles[:n])
-        return mix_rows(weights, self.values[..., :n, :])
+        return self._mix(weights, each=False)
 
     def mix_each(self, weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """`mix`, returned as one contiguous [batch, tokens, d] tensor per row. Under autograd each row's gradient
         then goes straight to the bank, where unbinding the joint result would stack the rows' gradients."""
-        n = weights.shape[-1]
-        if torch.is_grad_enabled() and (weights.requires_grad or self.handles):
-            return _Mix.apply(weights, self, True, *self.handles[:n])
-        return mix_rows(weights, self.values[..., :n, :], rows_first=True).unbind(0)
+        return self._mix(weights, each=True)
+
+    def _mix(self, weights: torch.Tensor, each: bool) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if tracked(weights) or (self.handles and torch.is_grad_enabled()):
+            return _Mix.apply(weights, self, each, *self.handles[: weights.shape[-1]])
+        return _mix_sources(weights, self.values, each)
 
     def close(self) -> None:
         """No more mixes this forward pass. Drops the handles: each reaches back through the autograd graph to
@@ -128,6 +128,12 @@ class SourceBank:
         return mix_rows(weights.unsqueeze(-2), grads).squeeze(-2)  # [batch, tokens, d]
 
 
+def _mix_sources(weights: torch.Tensor, values: torch.Tensor, each: bool) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """[batch, tokens, rows, d] from the first n = weights.shape[-1] sources, or with `each` rows x [b, t, d]."""
+    sources = values[..., : weights.shape[-1], :]
+    return mix_rows(weights, sources, rows_first=True).unbind(0) if each else mix_rows(weights, sources)
+
+
 def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype
 
@@ -156,10 +162,7 @@ class _Mix(torch.autograd.Function):
         ctx.bank, ctx.each, ctx.n_handles, ctx.n_sources = bank, each, len(handles), weights.shape[-1]
         ctx.first_row = bank._register_rows(weights)
         ctx.set_materialize_grads(False)
-        sources = bank.values[..., : weights.shape[-1], :]
-        if each:
-            return mix_rows(weights, sources, rows_first=True).unbind(0)  # rows x [batch, tokens, d]
-        return mix_rows(weights, sources)  # [batch, tokens, rows, d]
+        return _mix_sources(weights, bank.values, each)
 
     @staticmethod
     def backward(ctx, *grads: torch.Tensor | None):
