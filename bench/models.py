@@ -55,7 +55,7 @@ def peak_step_memory_mb(cfg_kwargs: dict, batch: int, seq_len: int) -> float:
 
 
 def time_side_by_side(names: list[str], args: argparse.Namespace) -> dict:
-    """Forward and training-step medians of the named mixers, interleaved round-robin in this process."""
+    """Per-round forward and training-step times of the named mixers, interleaved in this process."""
     models, optims = {}, {}
     for name in names:
         torch.manual_seed(0)
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=8, help="Block AttnRes blocks N")
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=9, help="rounds (one forward and one step of each model)")
+    parser.add_argument("--repeats", type=int, default=9, help="rounds (--forwards forwards and one step of each model)")
     parser.add_argument("--forwards", type=int, default=3, help="forward passes timed together in each round")
     parser.add_argument("--memory", action="store_true",
                         help="also measure each mixer's peak memory for one training step, each in a fresh process")
