@@ -42,6 +42,16 @@ def _keep_library_threads_alive() -> None:
 _keep_library_threads_alive()
 
 
+@pytest.fixture
+def free_port() -> int:
+    """A port nothing listens on now: dash_duo's default (8050) collides when two suites run on one machine."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def pytest_setup_options():
     """Options for dash_duo's Chrome: the Debian Chromium, headless, sandbox off, no background network."""
     from selenium.webdriver.chrome.options import Options

@@ -24,11 +24,11 @@ PAGES = {
 
 
 @pytest.fixture
-def app_duo(dash_duo, runs_dir):
+def app_duo(dash_duo, runs_dir, free_port):
     from depthscope.dashboard.app import create_app
 
     app = create_app(runs_dir, background=False)
-    dash_duo.start_server(app)
+    dash_duo.start_server(app, port=free_port)
     return dash_duo
 
 
