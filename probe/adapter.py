@@ -294,6 +294,7 @@ class Adapter:
         return tuple(self.sources(sublayer))
 
     def sublayer_label(self, n_sublayers: int | None = None) -> Callable[[int], str]:
+        """Label of each 1-based sublayer (n_sublayers is not needed: the pattern fixes the axis)."""
         labels = {l: s.label for l, s in self.expanded()}
 
         def label(index: int) -> str:
