@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depthscope.probe import Adapter, Probe, ProbeError, open_run
+from depthscope.probe import Adapter, Input, Output, Probe, ProbeError, Sublayer, Weights, open_run
 
 torch.set_num_threads(1)
 
@@ -46,11 +46,16 @@ class TinyAttnRes(nn.Module):
         return self.head(self.mix[-1](sources))
 
 
+def mixer_weights(module, args, kwargs, output):
+    return module.weights(args[0])
+
+
 def adapter_for(depth: int) -> Adapter:
     return Adapter(
-        mixers=[f"mix.{i}" for i in range(depth + 1)],
-        weights=lambda module, args, output: module.weights(args[0]),
-        sublayers=[f"f.{i}" for i in range(depth)],
+        pattern=[Sublayer("sub{l}", h=Input("f.{k}"), f=Output("f.{k}"), weights=Weights("mix.{k}", compute=mixer_weights),
+                          params=("f.{k}",))],
+        repeat=depth,
+        final=Sublayer("final", weights=Weights("mix.{k}", compute=mixer_weights)),
     )
 
 
@@ -94,9 +99,64 @@ def test_adapter_records_the_foreign_models_weights_norms_and_grads(tmp_path):
 
 def test_adapter_errors_name_the_problem():
     model = TinyAttnRes()
-    with pytest.raises(ProbeError, match="no modules named"):
-        Probe(model, adapter=Adapter(mixers=["mix.0", "nope"], weights=lambda m, a, o: o)).__enter__()
-    bad = Adapter(mixers=["mix.0"], weights=lambda m, a, o: o)  # returns [b, t, d], not weights
-    with pytest.raises(ProbeError, match="weights"):
+    x = torch.randint(0, 50, (1, 4))
+    with pytest.raises(ProbeError, match="no modules named nope"):
+        Probe(model, adapter=Adapter([Sublayer("a", weights=Weights("nope", compute=mixer_weights))])).__enter__()
+    # returns [b, t, d], not weights over the 1 source of sublayer 1
+    bad = Adapter([Sublayer("a", weights=Weights("mix.{k}", compute=lambda m, a, k, o: o))])
+    with pytest.raises(ProbeError, match=r"weights at mix.0 have shape \(1, 4, 8\): 8 sources, but the sublayer has 1"):
         with Probe(model, adapter=bad):
-            model(torch.randint(0, 50, (1, 4)))
+            model(x)
+    wide = Adapter([Sublayer("a", h=Input("f.{k}.1"))], repeat=2, d_model=8)  # f.0.1 is fine; d_model is 8
+    narrow = Adapter([Sublayer("a", h=Input("f.{k}"))], repeat=2, d_model=6)
+    with pytest.raises(ProbeError, match=r"h_l of sublayer 1 at Input\('f.0'\) has shape \(1, 4, 8\): its last axis is not d_model = 6"):
+        with Probe(model, adapter=narrow):
+            model(x)
+    with Probe(model, adapter=wide) as probe:
+        model(x)
+    assert probe.records[0].input_rms.shape == (1, 4, 2)
+
+
+class ReturningAttention(DepthAttention):
+    """Returns what it mixed and its weights, sources first: {"h": [b, t, d], "weights": [sources, b, t]}."""
+
+    def forward(self, sources):
+        alpha = self.weights(sources)
+        return {"h": (alpha.unsqueeze(-1) * torch.stack(sources, dim=-2)).sum(-2), "weights": alpha.movedim(-1, 0)}
+
+
+class TinyReturning(TinyAttnRes):
+    def __init__(self, d: int = 8, depth: int = 3):
+        super().__init__(d, depth)
+        self.mix = nn.ModuleList(ReturningAttention(d) for _ in range(depth + 1))
+
+    def forward(self, x):
+        sources = [self.embed(x)]
+        self.seen_h = []
+        for mix, f in zip(self.mix, self.f):
+            self.seen_h.append(mix(sources)["h"])
+            sources.append(f(self.seen_h[-1]))
+        return (self.head(self.mix[-1](sources)["h"]),)
+
+
+def test_weights_and_h_read_from_what_a_module_returns():
+    torch.manual_seed(3)
+    model, depth = TinyReturning(), 3
+    x = torch.randint(0, 50, (2, 5))
+    adapter = Adapter(
+        pattern=[Sublayer("sub{l}", h=Output("mix.{k}", "h"), f=Output("f.{k}"),
+                          weights=Weights("mix.{k}", key="weights", source_axis=0))],
+        repeat=depth, final=Sublayer("final", weights=Weights("mix.{k}", key="weights", source_axis=0)))
+    assert "Weights('mix.{k}', key='weights', source_axis=0)" in repr(adapter)
+    with Probe(model, adapter=adapter, dtype=torch.float32) as probe:
+        logits = model(x)[0]
+        probe.commit(targets=x)  # logits found as the tuple's 3-d tensor
+    r = probe.records[0]
+    sources = [model.embed(x)]
+    for l in range(1, depth + 2):
+        expected = model.mix[l - 1].weights(sources)  # [b, t, l], recomputed from the sources
+        torch.testing.assert_close(r.alpha[:, :, l - 1, :l], expected.detach())
+        if l <= depth:
+            torch.testing.assert_close(r.input_rms[:, :, l - 1], model.seen_h[l - 1].detach().pow(2).mean(-1).sqrt())
+            sources.append(model.f[l - 1](model.seen_h[l - 1]))
+    torch.testing.assert_close(r.loss, F.cross_entropy(logits.detach().transpose(1, 2), x, reduction="none"))
