@@ -1,63 +1,287 @@
-"""Probing a model written elsewhere: name its depth-mixing modules and say how to get their weights.
+"""Describing a model written elsewhere: where each quantity the probe records flows through it.
 
-A model built from depthscope's taps needs no adapter. Any other model is probed by naming
+A model built from depthscope's taps needs no adapter, and `Probe(model)` finds a built-in adapter for the
+libraries in `depthscope.probe.adapters` (attn-res, hyper-connections, Hugging Face decoders). Any other model is
+described by an `Adapter`: one `Sublayer` per sublayer l, each saying separately where
 
-- `mixers`: the modules that form each sublayer's input by mixing earlier sources (module name -> the 1-based
-  sublayer whose input it forms; a list means sublayers 1, 2, ... in order), and
-- `weights(module, args, output)`: a function that computes that module's depth-attention weights
-  [batch, tokens, sources] from the module's positional inputs `args` (and/or its output), and optionally
-- `sublayers`: the modules computing f_l from h_l (name -> 1-based sublayer): their first positional input is
-  recorded as h_l (and its gradient), their output as f_l; their parameters give the per-sublayer grad norms;
-- `sources`: labels of the sources of sublayer l (a mapping or a function of l). The default follows Full
-  AttnRes: sublayer l draws on the embedding and every earlier sublayer output, ["emb", "sub1", .., "sub{l-1}"].
+- `h`: the input h_l comes from: a module's input (`Input("blocks.0.norm")`, a positional index or a keyword
+  argument name) or its output (`Output("blocks.0.mix")`, a tuple index or a dict key); its RMS and gradient;
+- `f`: the output f_l comes from (`Output(...)`);
+- `weights`: the depth weights come from: computed from a module's inputs and output (`compute(module, args,
+  kwargs, output)`), or read from what the module returns (`key`); `source_axis` says which axis of that
+  tensor runs over the sources (it is moved last: [batch, tokens, sources]);
+- `params`: the modules whose parameters' gradient norm is sublayer l's;
+- `sources`: the labels of its sources (per sublayer here, or for all sublayers on the Adapter).
 
-Example (a model whose blocks hold `res` modules taking a list of earlier outputs and a query `w`)::
+Sublayers usually repeat: `pattern` lists the sublayers of one unit and `repeat` how many units there are.
+Names and labels are templates, formatted per sublayer with {i} (unit, 0-based), {n} (= i + 1), {k} (sublayer,
+0-based), {l} (= k + 1) and {label} (depthscope's label of sublayer l: attn1, mlp1, attn2, ...; "final"). Example (blocks of one mixer `mix` taking a list of earlier outputs, and one f)::
 
-    def weights(module, args, output):
+    def weights(module, args, kwargs, output):
         sources = torch.stack(args[0], dim=-2)                      # [batch, tokens, sources, d]
         return torch.softmax(module.norm(sources) @ module.w, -1)   # [batch, tokens, sources]
 
-    adapter = Adapter(mixers=[f"blocks.{i}.res" for i in range(8)], weights=weights,
-                      sublayers=[f"blocks.{i}.f" for i in range(8)])
+    adapter = Adapter(
+        pattern=[Sublayer("sub{l}", h=Output("blocks.{i}.mix"), f=Output("blocks.{i}.f"),
+                          weights=Weights("blocks.{i}.mix", compute=weights), params=("blocks.{i}.f",))],
+        repeat=8)
     with Probe(model, adapter=adapter) as probe:
         model(x)
+
+The first forward checks every tensor once and raises one ProbeError naming the module and the shape it saw
+(weights not [batch, tokens, sources], a source count that disagrees with the labels, an h_l or f_l whose last
+axis is not d_model); softmax weights whose rows do not sum to 1 give a warning.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import warnings
+from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from depthscope.models.config import sublayer_label
+
 from .errors import ProbeError
 from .layout import FINAL_LABEL, TapSpec
 
-WeightsFn = Callable[[nn.Module, tuple, Any], torch.Tensor]
-
-
-def _numbered(names: Mapping[str, int] | Sequence[str]) -> dict[str, int]:
-    if isinstance(names, Mapping):
-        return {str(k): int(v) for k, v in names.items()}
-    return {str(name): index for index, name in enumerate(names, start=1)}
+# compute(module, args, kwargs, output) -> weights tensor (sources on `source_axis`)
+ComputeFn = Callable[[nn.Module, tuple, dict, Any], torch.Tensor]
+ROW_SUM_TOLERANCE = 1e-3
 
 
 def full_attnres_sources(sublayer: int) -> list[str]:
-    """["emb", "sub1", ..., "sub{l-1}"]: the sources of sublayer l under Full AttnRes."""
+    """["emb", "sub1", ..., "sub{l-1}"]: the sources of sublayer l under Full AttnRes, with generic labels."""
     return ["emb"] + [f"sub{i}" for i in range(1, sublayer)]
+
+
+def code(value: Any) -> str:
+    """Python source for `value` as a user would type it (functions by their import path)."""
+    if isinstance(value, functools.partial):
+        args = [code(value.func)] + [code(a) for a in value.args]
+        args += [f"{k}={code(v)}" for k, v in value.keywords.items()]
+        return f"functools.partial({', '.join(args)})"
+    if callable(value) and hasattr(value, "__qualname__") and not isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
+
+
+# ------------------------------------------------------------------------------------------------ sites
+
+
+@dataclass(frozen=True)
+class Site:
+    """A tensor flowing through `module`: on its `side` ("input" or "output"), at `key`.
+
+    Input: key is a positional index (default 0) or a keyword argument's name.
+    Output: key None takes the output itself (the first element of a tuple); an int indexes a tuple; a str is a
+    dict key or attribute (HF ModelOutput).
+    """
+
+    module: str
+    side: str = "output"
+    key: int | str | None = None
+
+    def __post_init__(self):
+        if self.side not in ("input", "output"):
+            raise ProbeError(f"adapter: a Site's side is 'input' or 'output', not {self.side!r}")
+
+    def __repr__(self) -> str:
+        default = 0 if self.side == "input" else None
+        key = "" if self.key == default else f", {self.key!r}"
+        return f"{'Input' if self.side == 'input' else 'Output'}({self.module!r}{key})"
+
+    def format(self, **names) -> "Site":
+        return replace(self, module=self.module.format(**names))
+
+    def take(self, args: tuple, kwargs: dict, output: Any) -> Any:
+        if self.side == "input":
+            key = 0 if self.key is None else self.key
+            if isinstance(key, int):
+                if key < len(args):
+                    return args[key]
+                raise ProbeError(f"adapter: {self.module} was called with {len(args)} positional inputs, "
+                                 f"so it has no input {key}" + (f" (keyword inputs: {sorted(kwargs)})" if kwargs else ""))
+            if key in kwargs:
+                return kwargs[key]
+            raise ProbeError(f"adapter: {self.module} got no keyword input {key!r} (it got {sorted(kwargs)})")
+        return pick(output, self.key, self.module)
+
+
+def Input(module: str, key: int | str = 0) -> Site:
+    """h_l (or anything) read from a module's input: a positional index or a keyword argument name."""
+    return Site(module, "input", key)
+
+
+def Output(module: str, key: int | str | None = None) -> Site:
+    """A module's output: itself (None; a tuple's first element), a tuple index, or a dict key / attribute."""
+    return Site(module, "output", key)
+
+
+def pick(output: Any, key: int | str | None, where: str) -> Any:
+    """The part of `output` at `key` (see Site)."""
+    if key is None:
+        if isinstance(output, (tuple, list)) and output:
+            return output[0]
+        return output
+    if isinstance(key, int):
+        if isinstance(output, (tuple, list)) and -len(output) <= key < len(output):
+            return output[key]
+        raise ProbeError(f"adapter: {where} returned {type(output).__name__}, which has no element {key}")
+    if isinstance(output, Mapping) and key in output:
+        return output[key]
+    if hasattr(output, key):
+        return getattr(output, key)
+    raise ProbeError(f"adapter: {where} returned {type(output).__name__}, which has no {key!r}")
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Where sublayer l's depth weights come from: a forward of `module`.
+
+    compute(module, args, kwargs, output) -> tensor: recomputed from the module's inputs (and output), e.g. a
+    mixer whose fused kernel never forms them; otherwise the weights are read from the output at `key`.
+    source_axis: the axis of that tensor that runs over sources (moved last to give [batch, tokens, sources]).
+    softmax: the rows should sum to 1 (checked once; a warning names the module if not).
+    """
+
+    module: str
+    compute: ComputeFn | None = None
+    key: int | str | None = None
+    source_axis: int = -1
+    softmax: bool = True
+
+    def __repr__(self) -> str:
+        parts = [repr(self.module)]
+        if self.compute is not None:
+            parts.append(f"compute={code(self.compute)}")
+        if self.key is not None:
+            parts.append(f"key={self.key!r}")
+        if self.source_axis != -1:
+            parts.append(f"source_axis={self.source_axis}")
+        if not self.softmax:
+            parts.append("softmax=False")
+        return f"Weights({', '.join(parts)})"
+
+    def format(self, **names) -> "Weights":
+        return replace(self, module=self.module.format(**names))
+
+
+@dataclass(frozen=True)
+class Sublayer:
+    """Where sublayer l's quantities flow (module names and label are templates: see the module docstring)."""
+
+    label: str
+    h: Site | None = None
+    f: Site | None = None
+    weights: Weights | None = None
+    params: tuple[str, ...] = ()
+    sources: tuple[str, ...] | None = None
+    residual: Site | None = None
+
+    def __repr__(self) -> str:
+        parts = [repr(self.label)]
+        for f in fields(self)[1:]:
+            value = getattr(self, f.name)
+            if value not in (None, ()):
+                parts.append(f"{f.name}={tuple(value) if f.name == 'params' else value!r}")
+        return f"Sublayer({', '.join(parts)})"
+
+    def format(self, **names) -> "Sublayer":
+        return replace(
+            self,
+            label=self.label.format(**names),
+            h=None if self.h is None else self.h.format(**names),
+            f=None if self.f is None else self.f.format(**names),
+            weights=None if self.weights is None else self.weights.format(**names),
+            params=tuple(p.format(**names) for p in self.params),
+            residual=None if self.residual is None else self.residual.format(**names),
+        )
+
+
+# ------------------------------------------------------------------------------------------------ adapter
 
 
 @dataclass
 class Adapter:
-    """How to probe a model that has no depthscope taps (see the module docstring)."""
+    """How to probe a model that has no depthscope taps (see the module docstring).
 
-    mixers: Mapping[str, int] | Sequence[str]
-    weights: WeightsFn
-    sublayers: Mapping[str, int] | Sequence[str] = ()
-    sources: Mapping[int, Sequence[str]] | Callable[[int], Sequence[str]] | None = None
-    labels: Mapping[int, str] | Callable[[int], str] | None = None
+    pattern: the sublayers of one repeated unit; repeat: how many units (sublayers 1 .. repeat * len(pattern)).
+    final: the final mixer feeding the LM head (sublayer L + 1), if the model has one.
+    sources: labels of sublayer l's sources, as a function of l or a mapping (default: Full AttnRes,
+        ["emb", "sub1", ..]); a Sublayer's own `sources` wins.
+    logits: where the model's output holds the logits: None finds them (a tensor; a tuple's first 3-d float
+        tensor; a dict's or ModelOutput's "logits"), an int / str picks them, a function of the output returns them.
+    labels: where the model's input holds the targets it computes its loss against (a positional index or a
+        keyword name, or a tuple of places tried in order), and shift_labels whether token t is scored against label t + 1 (Hugging Face): with them,
+        `commit(loss=model_loss)` records per-token losses that average to the model's loss.
+    d_model: width of h_l and f_l (checked at the first forward); None takes the first one seen.
+    name: what the adapter describes (stored in the run's manifest).
+    """
 
-    def source_labels(self, sublayer: int) -> tuple[str, ...]:
+    pattern: Sequence[Sublayer]
+    repeat: int = 1
+    final: Sublayer | None = None
+    sources: Callable[[int], Sequence[str]] | Mapping[int, Sequence[str]] | None = None
+    logits: int | str | Callable[[Any], torch.Tensor] | None = None
+    labels: int | str | tuple[int | str, ...] | None = None
+    shift_labels: bool = False
+    d_model: int | None = None
+    name: str = ""
+
+    # ------------------------------------------------------------------------ printing
+
+    def __repr__(self) -> str:
+        lines = ["Adapter("]
+        if self.name:
+            lines.append(f"    name={self.name!r},")
+        lines.append("    pattern=[")
+        lines += [f"        {s!r}," for s in self.pattern]
+        lines.append("    ],")
+        if self.repeat != 1:
+            lines.append(f"    repeat={self.repeat},")
+        if self.final is not None:
+            lines.append(f"    final={self.final!r},")
+        if self.sources is not None:
+            lines.append(f"    sources={code(self.sources)},")
+        for name in ("logits", "labels"):
+            value = getattr(self, name)
+            if value is not None:
+                lines.append(f"    {name}={code(value)},")
+        if self.shift_labels:
+            lines.append("    shift_labels=True,")
+        if self.d_model is not None:
+            lines.append(f"    d_model={self.d_model},")
+        lines.append(")")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------------ the sublayer axis
+
+    def n_sublayers(self) -> int:
+        return self.repeat * len(self.pattern)
+
+    def expanded(self) -> list[tuple[int, Sublayer]]:
+        """(l, the Sublayer with its names filled in) for l = 1..L, then L + 1 for the final mixer."""
+        if self.repeat < 1 or not self.pattern:
+            raise ProbeError("adapter: give at least one Sublayer in `pattern` and repeat >= 1")
+        out = []
+        per = len(self.pattern)
+        for i in range(self.repeat):
+            for j, template in enumerate(self.pattern):
+                k = i * per + j
+                out.append((k + 1, template.format(i=i, n=i + 1, k=k, l=k + 1, label=sublayer_label(k + 1))))
+        if self.final is not None:
+            L = self.n_sublayers()
+            out.append((L + 1, self.final.format(i=self.repeat, n=self.repeat + 1, k=L, l=L + 1, label=FINAL_LABEL)))
+        return out
+
+    def source_labels(self, sublayer: int, own: Sequence[str] | None = None) -> tuple[str, ...]:
+        if own is not None:
+            return tuple(own)
         if self.sources is None:
             return tuple(full_attnres_sources(sublayer))
         if isinstance(self.sources, Mapping):
@@ -66,53 +290,158 @@ class Adapter:
             return tuple(self.sources[sublayer])
         return tuple(self.sources(sublayer))
 
-    def sublayer_label(self, n_sublayers: int) -> Callable[[int], str]:
+    def sublayer_label(self, n_sublayers: int | None = None) -> Callable[[int], str]:
+        labels = {l: s.label for l, s in self.expanded()}
+
         def label(index: int) -> str:
-            if self.labels is not None:
-                return str(self.labels[index] if isinstance(self.labels, Mapping) else self.labels(index))
-            return FINAL_LABEL if index > n_sublayers else f"sub{index}"
+            return labels.get(index, FINAL_LABEL)
 
         return label
+
+    # ------------------------------------------------------------------------ hook points
 
     def specs(self, model: nn.Module) -> list[TapSpec]:
         """Hook points of `model`; raises ProbeError naming any module that does not exist."""
         modules = dict(model.named_modules())
-        mixers, sublayers = _numbered(self.mixers), _numbered(self.sublayers)
-        missing = [n for n in list(mixers) + list(sublayers) if n not in modules]
+        expanded = self.expanded()
+        wanted = []
+        for _, s in expanded:
+            wanted += [site.module for site in (s.h, s.f, s.weights, s.residual) if site is not None]
+            wanted += list(s.params)
+        missing = sorted({n for n in wanted if n not in modules})
         if missing:
-            raise ProbeError(f"adapter: the model has no modules named {missing}")
-        if not mixers:
-            raise ProbeError("adapter: name at least one depth-mixing module")
-        weights = self.weights
-
-        def alpha(module: nn.Module, args: tuple, output: Any) -> torch.Tensor:
-            with torch.no_grad():
-                result = weights(module, args, output)
-            if not isinstance(result, torch.Tensor) or result.dim() != 3:
-                raise ProbeError(
-                    f"adapter: weights() must return a [batch, tokens, sources] tensor, got "
-                    f"{getattr(result, 'shape', type(result).__name__)}"
-                )
-            return result
-
-        def first_input(module: nn.Module, args: tuple, output: Any) -> torch.Tensor:
-            if not args or not isinstance(args[0], torch.Tensor):
-                raise ProbeError("adapter: a sublayer module's first positional input must be the tensor h_l")
-            return args[0]
-
-        specs = [TapSpec(modules[n], n, "alpha", l, self.source_labels(l), alpha) for n, l in mixers.items()]
-        for name, l in sublayers.items():
-            specs.append(TapSpec(modules[name], name, "input", l, (), first_input))
-            specs.append(TapSpec(modules[name], name, "output", l, ()))
+            shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+            raise ProbeError(f"adapter: the model ({type(model).__name__}) has no modules named {shown}")
+        width = [self.d_model]  # shared by every h_l / f_l check: the first one seen fixes it when not given
+        specs = []
+        for l, s in expanded:
+            if s.weights is not None:
+                labels = self.source_labels(l, s.sources)
+                specs.append(TapSpec(modules[s.weights.module], s.weights.module, "alpha", l, labels,
+                                     _weights_reader(s.weights, labels), with_kwargs=True))
+            for what, site in (("input", s.h), ("output", s.f), ("residual", s.residual)):
+                if site is not None:
+                    specs.append(TapSpec(modules[site.module], site.module, what, l, (),
+                                         _hidden_reader(site, what, l, width), with_kwargs=True))
         return specs
 
     def parameter_groups(self, model: nn.Module) -> dict[int, list[nn.Parameter]]:
         modules = dict(model.named_modules())
-        return {
-            l: [p for p in modules[name].parameters() if p.requires_grad]
-            for name, l in _numbered(self.sublayers).items()
-        }
+        groups: dict[int, list[nn.Parameter]] = {}
+        for l, s in self.expanded():
+            seen: set[int] = set()
+            params = []
+            for name in s.params:
+                for p in modules[name].parameters():
+                    if p.requires_grad and id(p) not in seen:
+                        seen.add(id(p))
+                        params.append(p)
+            if params:
+                groups[l] = params
+        return groups
 
-    def n_sublayers(self) -> int:
-        numbers = list(_numbered(self.sublayers).values()) or list(_numbered(self.mixers).values())
-        return max(numbers)
+    # ------------------------------------------------------------------------ the model's output
+
+    def find_logits(self, output: Any) -> torch.Tensor | None:
+        return find_logits(output, self.logits)
+
+    def find_labels(self, args: tuple, kwargs: dict) -> torch.Tensor | None:
+        """The labels the model was given (the first of `labels`' places that holds a tensor), or None."""
+        places = self.labels if isinstance(self.labels, tuple) else (self.labels,)
+        for place in places:
+            if isinstance(place, int):
+                value = args[place] if place < len(args) else None
+            else:
+                value = None if place is None else kwargs.get(place)
+            if isinstance(value, torch.Tensor):
+                return value
+        return None
+
+
+def find_logits(output: Any, how: int | str | Callable[[Any], torch.Tensor] | None = None) -> torch.Tensor | None:
+    """The logits in a model's output: a tensor, a tuple's first 3-d float tensor, a dict's / ModelOutput's
+    "logits"; `how` picks them explicitly (an index, a key, or a function of the output)."""
+    if callable(how):
+        return how(output)
+    if how is not None:
+        return pick(output, how, "the model")
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping):
+        value = output.get("logits")
+        return value if isinstance(value, torch.Tensor) else None
+    if isinstance(output, (tuple, list)):
+        return next((x for x in output if isinstance(x, torch.Tensor) and x.dim() == 3 and x.is_floating_point()),
+                    None)
+    value = getattr(output, "logits", None)
+    return value if isinstance(value, torch.Tensor) else None
+
+
+# ------------------------------------------------------------------------------------------------ readers
+
+
+def _weights_reader(spec: Weights, labels: tuple[str, ...]):
+    """extract(module, args, kwargs, output) -> [batch, tokens, sources]; checks the first value it sees."""
+    checked = [False]
+    compute, key, axis, where = spec.compute, spec.key, spec.source_axis, spec.module
+
+    def read(module, args, kwargs, output):
+        if compute is not None:
+            with torch.no_grad():
+                value = compute(module, args, kwargs, output)
+        else:
+            value = pick(output, key, where)
+        if not isinstance(value, torch.Tensor):
+            raise ProbeError(f"adapter: the weights at {where} are a {type(value).__name__}, not a tensor")
+        if axis != -1 and axis != value.dim() - 1:
+            value = value.movedim(axis, -1)
+        if not checked[0]:
+            _check_weights(value, labels, where, spec.softmax)
+            checked[0] = True
+        return value
+
+    return read
+
+
+def _check_weights(value: torch.Tensor, labels: tuple[str, ...], where: str, softmax: bool) -> None:
+    shape = tuple(value.shape)
+    if value.dim() != 3:
+        raise ProbeError(f"adapter: the weights at {where} have shape {shape} (sources moved last); expected "
+                         f"[batch, tokens, sources] (is source_axis right?)")
+    if shape[-1] != len(labels):
+        raise ProbeError(f"adapter: the weights at {where} have shape {shape}: {shape[-1]} sources, but the "
+                         f"sublayer has {len(labels)} source labels {list(labels)}")
+    if not value.is_floating_point():
+        raise ProbeError(f"adapter: the weights at {where} are {value.dtype}, not floating point")
+    if softmax:
+        rows = value.detach().float().sum(-1)
+        worst = float((rows - 1).abs().max()) if rows.numel() else 0.0
+        if not worst <= ROW_SUM_TOLERANCE:
+            warnings.warn(f"adapter: the softmax weights at {where} (shape {shape}) have rows summing to 1 +- "
+                          f"{worst:.3g}; are they the weights over sources (source_axis), or not a softmax "
+                          f"(Weights(softmax=False))?", stacklevel=2)
+
+
+def _hidden_reader(site: Site, what: str, sublayer: int, width: list):
+    """extract(module, args, kwargs, output) -> [batch, tokens, d_model]; checks the first value it sees."""
+    checked = [False]
+    name = {"input": "h_l", "output": "f_l", "residual": "x_l"}[what]
+
+    def read(module, args, kwargs, output):
+        value = site.take(args, kwargs, output)
+        if not checked[0]:
+            shape = tuple(getattr(value, "shape", ()))
+            if not isinstance(value, torch.Tensor) or value.dim() != 3:
+                raise ProbeError(
+                    f"adapter: {name} of sublayer {sublayer} at {site!r} is "
+                    + (f"a tensor of shape {shape}" if isinstance(value, torch.Tensor) else type(value).__name__)
+                    + "; expected [batch, tokens, d_model]")
+            if width[0] is None:
+                width[0] = shape[-1]
+            elif shape[-1] != width[0]:
+                raise ProbeError(f"adapter: {name} of sublayer {sublayer} at {site!r} has shape {shape}: its last "
+                                 f"axis is not d_model = {width[0]}")
+            checked[0] = True
+        return value
+
+    return read

@@ -33,7 +33,8 @@ Extractor = Callable[[nn.Module, tuple, Any], torch.Tensor]
 class TapSpec:
     """One hook point: `module`'s forward yields `what` for 1-based `sublayer`.
 
-    extract(module, args, output) -> tensor; None means the module's output itself (depthscope taps).
+    extract(module, args, output) -> tensor (with_kwargs: extract(module, args, kwargs, output), for adapters);
+    None means the module's output itself (depthscope taps).
     For "alpha" the tensor is [batch, tokens, sources] with `labels` naming the sources; otherwise it is
     [batch, tokens, d_model] and the probe keeps its RMS over d_model.
     """
@@ -44,6 +45,7 @@ class TapSpec:
     sublayer: int
     labels: tuple[str, ...] = ()
     extract: Extractor | None = None
+    with_kwargs: bool = False
 
 
 @dataclass

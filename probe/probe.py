@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .adapter import Adapter
+from .adapter import Adapter, find_logits
 from .batch import BatchRecord, MemorySink, Sink
 from .errors import ProbeError
 from .layout import (
@@ -171,6 +171,10 @@ class Probe:
         return self.memory.arrays()
 
     def _discover(self) -> tuple[list[TapSpec], dict[int, list[nn.Parameter]], Any]:
+        if self.adapter is None and not any(True for _ in tap_specs(self.model)):
+            from .adapters import for_model
+
+            self.adapter = for_model(self.model)  # a built-in adapter, or None (then: "nothing to record")
         if self.adapter is not None:
             specs = self.adapter.specs(self.model)
             return specs, self.adapter.parameter_groups(self.model), self.adapter.sublayer_label(
@@ -227,6 +231,7 @@ class Probe:
         self._pending = False
         self._batch_index = -1
         self._tokens: torch.Tensor | None = None
+        self._labels: torch.Tensor | None = None
         self._logits: torch.Tensor | None = None
         window = None if self.layout.positions is None else slice(*self.layout.positions)
         self._window = window
@@ -245,12 +250,12 @@ class Probe:
         self._alpha_total = len(positions)
         self._alpha_index: dict = {}
         try:
-            self._handles.append(self.model.register_forward_pre_hook(self._on_model_start))
+            self._handles.append(self.model.register_forward_pre_hook(self._on_model_start, with_kwargs=True))
             self._handles.append(self.model.register_forward_hook(self._on_model_end))
             for j, spec in enumerate(chosen):
                 hook = self._make_hook(j, spec)
                 if hook is not None:
-                    self._handles.append(spec.module.register_forward_hook(hook))
+                    self._handles.append(spec.module.register_forward_hook(hook, with_kwargs=spec.with_kwargs))
             self._param_sq: list[Any] = []
             self._param_slot: list[int] = []
             if self.grads:
@@ -276,6 +281,15 @@ class Probe:
                             raise ProbeError(COMPILE_MESSAGE)
                         vals[j] = (out, out._version)
 
+            elif spec.with_kwargs:
+
+                def alpha_hook(module, args, kwargs, out):
+                    if live[0] and vals[j] is None:
+                        if _is_compiling():
+                            raise ProbeError(COMPILE_MESSAGE)
+                        value = extract(module, args, kwargs, out)
+                        vals[j] = (value, value._version)
+
             else:
 
                 def alpha_hook(module, args, out):
@@ -297,11 +311,16 @@ class Probe:
                 g = grad if window is None else grad[:, window]
                 gvals[j] = (_vector_norm(g, 2, -1, dtype=_float32), g.shape[-1])
 
-        def rms_hook(module, args, out):
+        def rms_hook(module, args, out, kwargs=None):
             if live[0] and (vals[j] is None or (wants_grad and not greg[j])):
                 if _is_compiling():
                     raise ProbeError(COMPILE_MESSAGE)
-                x = out if extract is None else extract(module, args, out)
+                if extract is None:
+                    x = out
+                elif kwargs is None:
+                    x = extract(module, args, out)
+                else:
+                    x = extract(module, args, kwargs, out)
                 if keep and vals[j] is None:
                     y = x.detach()
                     if window is not None:
@@ -311,6 +330,8 @@ class Probe:
                     greg[j] = True
                     handles.append(x.register_hook(grad_hook))
 
+        if spec.with_kwargs:
+            return lambda module, args, kwargs, out: rms_hook(module, args, out, kwargs)
         return rms_hook
 
     def _make_param_hook(self, k: int):
@@ -324,7 +345,7 @@ class Probe:
 
     # ----------------------------------------------------------------------------------------- batch cycle
 
-    def _on_model_start(self, module, args):
+    def _on_model_start(self, module, args, kwargs):
         if _current_graph_task() != -1:
             return None  # a forward re-run inside backward (activation checkpointing): same batch
         if _is_compiling():
@@ -347,14 +368,15 @@ class Probe:
             self._greg[:] = self._falses
             if self._param_sq:
                 self._param_sq[:] = [None] * len(self._param_sq)
-            first = args[0] if args else None
+            first = args[0] if args else kwargs.get("input_ids")
             self._tokens = first if isinstance(first, torch.Tensor) and not first.is_floating_point() else None
+            self._labels = None if self.adapter is None else self.adapter.find_labels(args, kwargs)
             self._pending = True
         return None
 
     def _on_model_end(self, module, args, out):
         if self._live[0] and _current_graph_task() == -1:
-            self._logits = out if isinstance(out, torch.Tensor) else None
+            self._logits = find_logits(out, None if self.adapter is None else self.adapter.logits)
         return None
 
     def commit(
@@ -370,7 +392,10 @@ class Probe:
         """Hand the current batch to the sinks; returns its record (None when this batch is not recorded).
 
         loss: per-token loss [batch, tokens]; or targets [batch, tokens]: the per-token cross-entropy of the
-        model's output logits [batch, tokens, vocab] against them. document, position: [batch, tokens] (or
+        model's output logits [batch, tokens, vocab] against them (logits are found in a tensor, tuple, dict or
+        ModelOutput the model returns: see Adapter.logits). A scalar loss the model computed itself (HF
+        `output.loss`, attn-res `(logits, loss)`) is accepted: the per-token cross-entropy against `targets` or
+        the labels the model was given (Adapter.labels) is recorded, and must average to it. document, position: [batch, tokens] (or
         [tokens], broadcast over the batch); position defaults to the index in the sequence, document to -1.
         step: the training step (default: the batch counter). tokens: token ids, if the model's first input
         is not them. All of these are given for the full sequence; the probe applies `positions` itself.
@@ -383,6 +408,7 @@ class Probe:
         record = self._build_record(loss, targets, document, position, step, tokens)
         self._logits = None
         self._tokens = None
+        self._labels = None
         self._vals[:] = self._nones
         self._gvals[:] = self._nones
         for sink in self.sinks:
@@ -421,16 +447,11 @@ class Probe:
                 token = torch.full((batch, width), -1, dtype=torch.int64, device=device)
             else:
                 token = per_token(tokens, None, torch.int64, "tokens")
-            if loss is None and targets is not None:
-                if self._logits is None or self._logits.dim() != 3:
-                    raise ProbeError("commit(targets=...) needs the model to return logits [batch, tokens, vocab]")
-                targets = torch.as_tensor(targets).to(device)
-                if targets.dim() == 1:
-                    targets = targets.unsqueeze(0)
-                logits = self._logits.detach()
-                loss = F.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="none"
-                ).view(targets.shape)
+            model_loss = None
+            if isinstance(loss, torch.Tensor) and loss.dim() == 0:
+                model_loss, loss = loss, None
+            if loss is None and (targets is not None or model_loss is not None):
+                loss = self._token_losses(targets, model_loss, device)
             nan_tokens = torch.full((batch, width), math.nan, dtype=torch.float32, device=device)
             record = BatchRecord(
                 layout=layout,
@@ -450,6 +471,34 @@ class Probe:
                 record.grad_rms = self._stack(self._gvals, self._grad_specs, batch, width, device)
                 record.grad_norms = self._grad_norms(device)
         return record
+
+    def _token_losses(self, targets, model_loss, device) -> torch.Tensor:
+        """Per-token cross-entropy [batch, tokens] of the logits against targets (or the labels the model got)."""
+        shift = False
+        if targets is None:
+            if self._labels is None:
+                raise ProbeError("commit(loss=<a scalar>) needs targets=... (or an adapter that finds the labels "
+                                 "the model was given) to record per-token losses")
+            targets, shift = self._labels, self.adapter.shift_labels
+        if self._logits is None or self._logits.dim() != 3:
+            raise ProbeError("commit(targets=...) needs the model to return logits [batch, tokens, vocab] (found "
+                             f"{'none' if self._logits is None else tuple(self._logits.shape)}; see Adapter.logits)")
+        targets = torch.as_tensor(targets).to(device)
+        if targets.dim() == 1:
+            targets = targets.unsqueeze(0)
+        logits = self._logits.detach()
+        if shift:  # token t is scored against label t + 1; the last token has none
+            targets = torch.cat([targets[:, 1:], torch.full_like(targets[:, :1], -100)], dim=1)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                               reduction="none", ignore_index=-100).view(targets.shape)
+        ignored = targets == -100
+        loss = loss.masked_fill(ignored, math.nan)
+        if model_loss is not None and (~ignored).any():
+            mean = float(loss[~ignored].mean())
+            if not math.isclose(mean, float(model_loss), rel_tol=1e-3, abs_tol=1e-4):
+                raise ProbeError(f"the per-token losses average to {mean:.5g}, but the model's loss is "
+                                 f"{float(model_loss):.5g}: pass targets=... (or set Adapter.labels/shift_labels)")
+        return loss
 
     def _alpha_buffer(self, batch: int, seq: int, start: int, stop: int, device) -> torch.Tensor:
         """Every alpha tap's weights [b, t, S_l] into one padded [b, t, sublayers, max_sources] buffer (NaN pad).
@@ -545,7 +594,7 @@ class Probe:
         finally:
             self._pending = False
             self._remove_hooks()
-            self._logits = self._tokens = None
+            self._logits = self._tokens = self._labels = None
             self._vals[:] = self._nones
             self._gvals[:] = self._nones
             errors = []
@@ -574,5 +623,6 @@ def model_description(model: nn.Module, adapter: Adapter | None = None) -> dict:
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
         "config": config,
         "adapter": adapter is not None,
+        "adapter_name": getattr(adapter, "name", "") or None,
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
     }

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depthscope.probe import Adapter, Probe, ProbeError, open_run
+from depthscope.probe import Adapter, Input, Output, Probe, ProbeError, Sublayer, Weights, open_run
 
 torch.set_num_threads(1)
 
@@ -46,11 +46,16 @@ class TinyAttnRes(nn.Module):
         return self.head(self.mix[-1](sources))
 
 
+def mixer_weights(module, args, kwargs, output):
+    return module.weights(args[0])
+
+
 def adapter_for(depth: int) -> Adapter:
     return Adapter(
-        mixers=[f"mix.{i}" for i in range(depth + 1)],
-        weights=lambda module, args, output: module.weights(args[0]),
-        sublayers=[f"f.{i}" for i in range(depth)],
+        pattern=[Sublayer("sub{l}", h=Input("f.{k}"), f=Output("f.{k}"), weights=Weights("mix.{k}", compute=mixer_weights),
+                          params=("f.{k}",))],
+        repeat=depth,
+        final=Sublayer("final", weights=Weights("mix.{k}", compute=mixer_weights)),
     )
 
 
@@ -94,9 +99,19 @@ def test_adapter_records_the_foreign_models_weights_norms_and_grads(tmp_path):
 
 def test_adapter_errors_name_the_problem():
     model = TinyAttnRes()
-    with pytest.raises(ProbeError, match="no modules named"):
-        Probe(model, adapter=Adapter(mixers=["mix.0", "nope"], weights=lambda m, a, o: o)).__enter__()
-    bad = Adapter(mixers=["mix.0"], weights=lambda m, a, o: o)  # returns [b, t, d], not weights
-    with pytest.raises(ProbeError, match="weights"):
+    x = torch.randint(0, 50, (1, 4))
+    with pytest.raises(ProbeError, match="no modules named nope"):
+        Probe(model, adapter=Adapter([Sublayer("a", weights=Weights("nope", compute=mixer_weights))])).__enter__()
+    # returns [b, t, d], not weights over the 1 source of sublayer 1
+    bad = Adapter([Sublayer("a", weights=Weights("mix.{k}", compute=lambda m, a, k, o: o))])
+    with pytest.raises(ProbeError, match=r"weights at mix.0 have shape \(1, 4, 8\): 8 sources, but the sublayer has 1"):
         with Probe(model, adapter=bad):
-            model(torch.randint(0, 50, (1, 4)))
+            model(x)
+    wide = Adapter([Sublayer("a", h=Input("f.{k}.1"))], repeat=2, d_model=8)  # f.0.1 is fine; d_model is 8
+    narrow = Adapter([Sublayer("a", h=Input("f.{k}"))], repeat=2, d_model=6)
+    with pytest.raises(ProbeError, match=r"h_l of sublayer 1 at Input\('f.0'\) has shape \(1, 4, 8\): its last axis is not d_model = 6"):
+        with Probe(model, adapter=narrow):
+            model(x)
+    with Probe(model, adapter=wide) as probe:
+        model(x)
+    assert probe.records[0].input_rms.shape == (1, 4, 2)

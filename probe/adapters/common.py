@@ -1,0 +1,29 @@
+"""Pieces the built-in adapters share: depthscope's source labels and finding a library's model inside a wrapper."""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from torch import nn
+
+from depthscope.models.config import sublayer_label
+
+
+def full_sources(sublayer: int) -> list[str]:
+    """["emb", "attn1", "mlp1", ...]: the embedding and every sublayer output before `sublayer` (1-based)."""
+    return [sublayer_label(i) for i in range(sublayer)]
+
+
+def find_module(model: nn.Module, match: Callable[[nn.Module], bool]) -> tuple[str, nn.Module] | None:
+    """The first module of `model` (itself included) that `match`es, with its name as a prefix ("" or "x.")."""
+    for name, module in model.named_modules():
+        if match(module):
+            return (f"{name}." if name else ""), module
+    return None
+
+
+def from_package(module: nn.Module, package: str) -> bool:
+    return type(module).__module__.split(".")[0] == package
+
+
+def iter_from_package(model: nn.Module, package: str) -> Iterator[tuple[str, nn.Module]]:
+    return ((n, m) for n, m in model.named_modules() if from_package(m, package))
