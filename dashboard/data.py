@@ -503,10 +503,17 @@ class RunData:
             return run.arrays[stat].read(start, stop).astype(np.float64), run.sublayer_labels, index
         if stat not in TOKEN_STATS:
             raise FilterError(f"unknown statistic {stat!r}")
+        self._need_alpha()
         return self._token_stats(start, stop, k)[stat], run.sublayer_labels, index
+
+    def _need_alpha(self) -> None:
+        if not self.has_alpha:
+            raise FilterError("this run recorded no depth-attention weights (a residual stream has none): "
+                              "its norms and gradients are on the Signal and Gradients pages")
 
     def token_matrix(self, index: int) -> pd.DataFrame:
         """Sublayer x source weights of one token (tidy, like `routing`)."""
+        self._need_alpha()
         a = self.run.alpha[int(index)].astype(np.float64)  # [slots, sources]
         return self._frame(a, None, 1)
 
