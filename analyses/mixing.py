@@ -246,18 +246,13 @@ def mixing_from_model(model, tokens: torch.Tensor) -> Mixing:
 
 
 def _hyper(seen: dict, L: int) -> Mixing:
-    pre0 = seen[("alpha", 1)]  # [b, t, n]
-    b, t, n = pre0.shape
-    c = torch.zeros(b, t, n, L + 1, dtype=torch.float64)
-    c[..., 0] = 1.0  # every stream starts as the embedding
+    from depthscope.probe.hyper_mixing import hyper_step, start_streams
+
+    b, t, n = seen[("alpha", 1)].shape  # pre of sublayer 1: [b, t, n]
+    c = start_streams(b, t, n, L + 1)
     M = torch.zeros(b, t, L + 1, L + 1, dtype=torch.float64)
     for l in range(1, L + 1):
-        pre = seen[("alpha", l)].double()  # [b, t, n]
-        R = seen[("mix", l)].double()  # [b, t, n, n]
-        post = seen[("post", l)].double()  # [b, t, n]
-        M[:, :, l - 1] = torch.einsum("btk,btkj->btj", pre, c)
-        c = torch.einsum("btkj,btkc->btjc", R, c)  # H'_j = sum_k R[k, j] H_k
-        c[..., l] += post
+        M[:, :, l - 1], c = hyper_step(c, seen[("alpha", l)], seen[("mix", l)], seen[("post", l)], l)
     M[:, :, L] = c.sum(-2)  # the final output is the sum of the streams
     return Mixing(M.mean((0, 1)).numpy(), "hyper", L)
 

@@ -144,7 +144,8 @@ class Weights:
     """Where sublayer l's depth weights come from: a forward of `module`.
 
     compute(module, args, kwargs, output) -> tensor: recomputed from the module's inputs (and output), e.g. a
-    mixer whose fused kernel never forms them; otherwise the weights are read from the output at `key`.
+    mixer whose fused kernel never forms them; otherwise the weights are read from the output at `key`. A compute
+    object with a method `at(l)` gives the function of sublayer l (for weights that depend on earlier sublayers).
     source_axis: the axis of that tensor that runs over sources (moved last to give [batch, tokens, sources]).
     softmax: the rows should sum to 1 (checked once; a warning names the module if not).
     """
@@ -168,7 +169,9 @@ class Weights:
         return f"Weights({', '.join(parts)})"
 
     def format(self, **names) -> "Weights":
-        return replace(self, module=self.module.format(**names))
+        # a compute object with an `at(l)` method is specialised per sublayer (state carried across sublayers)
+        compute = self.compute.at(names["l"]) if hasattr(self.compute, "at") else self.compute
+        return replace(self, module=self.module.format(**names), compute=compute)
 
 
 @dataclass(frozen=True)
@@ -291,6 +294,7 @@ class Adapter:
         return tuple(self.sources(sublayer))
 
     def sublayer_label(self, n_sublayers: int | None = None) -> Callable[[int], str]:
+        """Label of each 1-based sublayer (n_sublayers is not needed: the pattern fixes the axis)."""
         labels = {l: s.label for l, s in self.expanded()}
 
         def label(index: int) -> str:

@@ -79,7 +79,8 @@ def _is_compiling() -> bool:
 class Probe:
     """Record depth attention, hidden-state RMS and gradients of `model` while the context is open.
 
-    model: any nn.Module built from depthscope taps, or probed through `adapter`.
+    model: any nn.Module built from depthscope taps, or probed through `adapter` (by default the built-in adapter
+        `depthscope.probe.adapters.for_model(model)` finds for attn-res, hyper-connections and HF decoders).
     out: a run directory (str/Path) or a RunWriter: capture every recorded token to disk.
     summary: True or a Summary: keep mergeable running statistics (`probe.summary`).
     memory: keep records in memory (`probe.records`); default True when neither out nor summary is given.
@@ -171,16 +172,14 @@ class Probe:
         return self.memory.arrays()
 
     def _discover(self) -> tuple[list[TapSpec], dict[int, list[nn.Parameter]], Any]:
-        if self.adapter is None and not any(True for _ in tap_specs(self.model)):
+        specs = [] if self.adapter is not None else tap_specs(self.model)
+        if self.adapter is None and not specs:
             from .adapters import for_model
 
             self.adapter = for_model(self.model)  # a built-in adapter, or None (then: "nothing to record")
         if self.adapter is not None:
             specs = self.adapter.specs(self.model)
-            return specs, self.adapter.parameter_groups(self.model), self.adapter.sublayer_label(
-                self.adapter.n_sublayers()
-            )
-        specs = tap_specs(self.model)
+            return specs, self.adapter.parameter_groups(self.model), self.adapter.sublayer_label()
         n_sublayers = max([s.sublayer for s in specs if s.what in ("input", "output")] or [0])
         if n_sublayers == 0:
             cfg = getattr(self.model, "cfg", None)

@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 import torch
 
-from depthscope.probe import Probe
+from depthscope.probe import Probe, open_run
 from depthscope.probe.adapters import for_model
 
 transformers = pytest.importorskip("transformers")
@@ -104,7 +104,7 @@ def test_hf_decoder_records_the_residual_stream(name):
     assert r.loss[:, :-1].mean().item() == pytest.approx(out.loss.item(), rel=1e-5)
 
 
-def test_hf_targets_and_plain_calls():
+def test_hf_targets_and_plain_calls(tmp_path):
     torch.manual_seed(1)
     model = llama()
     x = torch.randint(0, VOCAB, (1, 8))
@@ -113,6 +113,14 @@ def test_hf_targets_and_plain_calls():
         probe.commit(targets=x)
     expected = torch.nn.functional.cross_entropy(out.logits.detach().transpose(1, 2), x, reduction="none")
     torch.testing.assert_close(probe.records[0].loss, expected)
+    # a run without depth weights (the baseline), on disk and summarised
+    with Probe(model, out=tmp_path / "run", summary=True) as probe:
+        model(input_ids=x)
+    run = open_run(tmp_path / "run")
+    assert run.complete and run.n_tokens == 8 and run.model["adapter_name"] == "transformers LlamaForCausalLM"
+    assert run.source_labels == [[]] * 6 and run.input_rms.shape == (8, 6)
+    norms = probe.summary.to_frames()["norms"]
+    assert set(norms["quantity"]) == {"input_rms", "output_rms"} and (norms["count"] == 8).all()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("transformers.models.kimi_k3") is None,
