@@ -155,3 +155,32 @@ except ImportError as err:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "callback: transformers is not installed here" in done.stdout
+
+
+def test_hf_trainer_callback_on_a_transformers_model(tmp_path, tiny_hf_folder):
+    """The Llama-style model from a local folder, probed through its built-in adapter (the residual baseline:
+    norms and gradients, no depth weights), trained by the Trainer with the callback."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    from depthscope.probe.hf_callback import DepthscopeCallback
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_hf_folder, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(tiny_hf_folder, local_files_only=True)
+    ids = tokenizer.encode("def f(x):\n    return x * 2\n" * 40, add_special_tokens=False)
+    data = [{"input_ids": ids[i:i + 16], "labels": ids[i:i + 16]} for i in range(0, 16 * 16, 16)]
+    callback = DepthscopeCallback(tmp_path / "llama-training", every=1)
+    args = TrainingArguments(output_dir=str(tmp_path / "trainer-out"), max_steps=3, per_device_train_batch_size=4,
+                             learning_rate=1e-3, save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
+                             dataloader_num_workers=0, seed=0)
+    Trainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=[callback]).train()
+    assert [p.name for p in callback.written] == ["step_000001", "step_000002", "step_000003"]
+    before, after = (open_run(p) for p in (callback.written[0], callback.written[-1]))
+    for run in (before, after):
+        assert run.complete and run.n_tokens == 4 * 16 and {"input_rms", "output_rms", "grad_rms"} <= set(run.captured)
+        assert np.isfinite(run.input_rms[:]).all() and np.isfinite(run.loss[:].reshape(4, 16)[:, :-1]).all()
+        assert run.sublayer_labels == ["attn1", "mlp1", "attn2", "mlp2"] and len(run.grad_norms) > 0
+    seen = {tuple(d["input_ids"]) for d in data}
+    assert all(tuple(row) in seen for row in before.token[:].reshape(4, 16).tolist())  # the Trainer's batch
+    assert before.text(0, 16) == tokenizer.decode(before.token[:16].tolist())
+    # the weights moved between the first and the last recorded step
+    assert not np.allclose(before.output_rms[:], after.output_rms[:])
