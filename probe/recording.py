@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .adapter import find_logits
 from .layout import DEFAULT_CAPTURE
 from .probe import Probe
 from .store import DEFAULT_CHUNK_TOKENS, RunWriter
@@ -103,24 +104,13 @@ def record_run(
 
 
 def logits_of(output: Any) -> torch.Tensor:
-    """The logits [batch, tokens, vocab] in what a language model's forward returned: the tensor itself, a
-    tuple or list (its first 3-D tensor, e.g. attn-res's (logits, loss)), or a dict / Hugging Face
-    ModelOutput (its "logits")."""
-    if isinstance(output, torch.Tensor):
-        found = output
-    elif isinstance(output, dict) or hasattr(output, "keys"):
-        found = output.get("logits") if hasattr(output, "get") else None
-    elif isinstance(output, (tuple, list)):
-        found = next((x for x in output if isinstance(x, torch.Tensor) and x.dim() == 3), None)
-    else:
-        found = None
+    """The logits [batch, tokens, vocab] in what a language model's forward returned (adapter.find_logits: a
+    tensor, a tuple's, a dict's or a ModelOutput's); ValueError naming what came back when there are none."""
+    found = find_logits(output)
     if not isinstance(found, torch.Tensor) or found.dim() != 3:
-        raise ValueError(
-            f"the model returned {type(output).__name__}"
-            f"{'' if not isinstance(found, torch.Tensor) else ' with logits of shape ' + str(tuple(found.shape))}; "
-            "recording needs logits [batch, tokens, vocab] (a tensor, a tuple holding one, or an output with "
-            "'logits')"
-        )
+        shape = f" with logits of shape {tuple(found.shape)}" if isinstance(found, torch.Tensor) else ""
+        raise ValueError(f"the model returned {type(output).__name__}{shape}; recording needs logits "
+                         "[batch, tokens, vocab] (a tensor, a tuple holding one, or an output with 'logits')")
     return found
 
 

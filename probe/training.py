@@ -23,13 +23,11 @@ cost nothing. The Hugging Face Trainer's callback (probe/hf_callback.py) drives 
 """
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .errors import ProbeError
@@ -83,43 +81,24 @@ def step_run_name(step: int) -> str:
     return f"step_{step:06d}"
 
 
-def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-token loss [batch, tokens] under the Hugging Face causal-LM convention (labels are the inputs; the
-    model shifts them): token t's loss predicts labels[t + 1]; NaN at the last position and where the next
-    label is IGNORE_INDEX."""
-    batch, seq = labels.shape
-    loss = torch.full((batch, seq), math.nan, dtype=torch.float32, device=logits.device)
-    if seq > 1:
-        target = labels[:, 1:].to(logits.device)
-        ce = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), target.reshape(-1),
-                             ignore_index=IGNORE_INDEX, reduction="none").view(batch, seq - 1)
-        loss[:, :-1] = torch.where(target == IGNORE_INDEX, torch.full_like(ce, math.nan), ce)
-    return loss
-
-
-def _logits(output: Any) -> torch.Tensor | None:
-    if isinstance(output, torch.Tensor):
-        return output if output.dim() == 3 else None
-    if hasattr(output, "get"):
-        found = output.get("logits")
-        return found if isinstance(found, torch.Tensor) and found.dim() == 3 else None
-    if isinstance(output, (tuple, list)):
-        return next((x for x in output if isinstance(x, torch.Tensor) and x.dim() == 3), None)
-    return None
+def next_token_targets(labels: torch.Tensor) -> torch.Tensor:
+    """Targets [batch, tokens] of each token under the Hugging Face causal-LM convention (the model is given its
+    inputs as labels and shifts them): token t's target is labels[t + 1]; the last token has none (IGNORE_INDEX,
+    recorded as a NaN loss, as are tokens whose next label is IGNORE_INDEX)."""
+    return torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE_INDEX)], dim=1)
 
 
 class _BatchInputs:
-    """Forward hooks (placed before the probe's) that keep each training micro-batch's token ids and, when the
-    model is given `labels`, its per-token loss; a new micro-batch first commits the previous one."""
+    """A forward pre-hook (placed before the probe's) that keeps each training micro-batch's token ids and, when
+    the model is given `labels`, its next-token targets; a new micro-batch first commits the previous one (the
+    probe then records the per-token loss of the logits against them)."""
 
     def __init__(self, model: nn.Module, commit):
         self.commit = commit
         self.tokens: torch.Tensor | None = None
-        self.labels: torch.Tensor | None = None
-        self.loss: torch.Tensor | None = None
+        self.targets: torch.Tensor | None = None
         self.pending = False
-        self.handles = [model.register_forward_pre_hook(self._start, with_kwargs=True),
-                        model.register_forward_hook(self._end, with_kwargs=True)]
+        self.handle = model.register_forward_pre_hook(self._start, with_kwargs=True)
 
     def _start(self, module, args, kwargs):
         if not module.training or _current_graph_task() != -1:
@@ -129,30 +108,18 @@ class _BatchInputs:
         ids = kwargs.get("input_ids", args[0] if args else None)
         self.tokens = ids if isinstance(ids, torch.Tensor) and not ids.is_floating_point() else None
         labels = kwargs.get("labels")
-        self.labels = labels if isinstance(labels, torch.Tensor) else None
-        self.loss = None
+        self.targets = next_token_targets(labels) if isinstance(labels, torch.Tensor) and labels.dim() == 2 else None
         self.pending = True
-        return None
-
-    def _end(self, module, args, kwargs, output):
-        if not self.pending or self.labels is None or _current_graph_task() != -1:
-            return None
-        logits = _logits(output)
-        if logits is not None and logits.shape[:2] == self.labels.shape:
-            with torch.no_grad():
-                self.loss = next_token_loss(logits.detach(), self.labels)
         return None
 
     def flush(self) -> None:
         if self.pending:
             self.pending = False
-            self.commit(tokens=self.tokens, loss=self.loss)
-            self.tokens = self.labels = self.loss = None
+            self.commit(tokens=self.tokens, targets=self.targets)
+            self.tokens = self.targets = None
 
     def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
+        self.handle.remove()
 
 
 class StepRecorder:
