@@ -289,7 +289,8 @@ class Run:
       the final mixer), sublayer_labels, source_labels (per sublayer-axis position), n_sources [sublayers],
       valid [sublayers, max_sources] bool, max_sources, n_tokens (readable tokens), shard_tokens (per shard),
       captured (names of the per-token arrays present), arrays (name -> LazyArray), chunk_tokens,
-      vocabulary (the text of each token id, from vocabulary.json; None for byte-level runs), vocab_size.
+      vocabulary (the text of each token id, from vocabulary.json; None for byte-level runs), byte_level
+      (token ids are UTF-8 bytes), vocab_size.
     Per-token arrays as attributes: alpha, input_rms, output_rms, residual_rms, grad_rms, token, document,
     position, step, loss (a RunError if the run did not capture it).
     """
@@ -337,6 +338,7 @@ class Run:
         for name, spec in specs.items():
             self.arrays[name] = self._open_array(name, spec)
         self.vocabulary: list[str] | None = _read_vocabulary(self.path, self.manifest)
+        self.byte_level = self.vocabulary is None and _is_bytes(self.manifest)
 
     # ------------------------------------------------------------------------------------------- layout
 
@@ -471,7 +473,7 @@ class Run:
         vocab_size; None when unknown."""
         if self.vocabulary is not None:
             return len(self.vocabulary)
-        if _is_bytes(self.manifest):
+        if self.byte_level:
             return 256
         size = (self.model.get("config") or {}).get("vocab_size") if isinstance(self.model, dict) else None
         return int(size) if isinstance(size, int) and size > 0 else None
@@ -479,12 +481,12 @@ class Run:
     def token_label(self, token: int) -> str:
         """How token id `token` is shown wherever depthscope shows a token (Routing, Tokens, tables, export)
         and what the dashboard's text filter matches: the definition of a token label (see token_label)."""
-        return token_label(int(token), self.vocabulary)
+        return token_label(int(token), self.vocabulary, self.byte_level)
 
     def token_labels(self, ids) -> list[str]:
         """token_label of each id."""
-        vocabulary = self.vocabulary
-        return [token_label(int(t), vocabulary) for t in np.asarray(ids).reshape(-1)]
+        vocabulary, byte_level = self.vocabulary, self.byte_level
+        return [token_label(int(t), vocabulary, byte_level) for t in np.asarray(ids).reshape(-1)]
 
     def text(self, start: int = 0, stop: int | None = None) -> str:
         """The recorded tokens [start, stop) as text (UTF-8 bytes decoded, or each id's text joined)."""
@@ -492,7 +494,7 @@ class Run:
         vocabulary = self.vocabulary
         if vocabulary is not None:
             return "".join(vocabulary[i] if 0 <= i < len(vocabulary) else "" for i in ids.tolist())
-        if not _is_bytes(self.manifest):
+        if not self.byte_level:
             kind = (self.manifest.get("tokenizer") or {}).get("kind")
             raise RunError(self.path / MANIFEST, f"cannot decode tokens of tokenizer {kind!r} (no {VOCABULARY})")
         return bytes(int(i) & 0xFF for i in ids if i >= 0).decode("utf-8", errors="replace")
@@ -513,25 +515,32 @@ _BYTES = ByteTokenizer()
 _ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
-def token_label(token: int, vocabulary: Sequence[str] | None = None) -> str:
+def token_label(token: int, vocabulary: Sequence[str] | None = None, byte_level: bool = True) -> str:
     """The label of token id `token`: THE definition used by the reader, the analyses and the dashboard.
 
     Byte-level runs (no vocabulary): printable ASCII as itself, newline, tab and carriage return as \\n, \\t,
     \\r, any other byte as <xx> (hex). With a vocabulary (any other tokenizer): the token's text with the same
     escapes and <xx> for any other unprintable character, so a subword keeps its leading space (" the"); an
-    empty text or an id outside the vocabulary is <id>. -1 (no token recorded) is "".
+    empty text or an id outside the vocabulary is <id>. Ids of an unknown tokenizer (neither bytes nor a
+    vocabulary: byte_level=False) are <id>. -1 (no token recorded) is "".
     """
     if token < 0:
         return ""
     if vocabulary is None:
-        return _BYTES.token_label(token) if token < 256 else f"<{token}>"
+        return _BYTES.token_label(token) if byte_level and token < 256 else f"<{token}>"
     if token >= len(vocabulary) or not vocabulary[token]:
         return f"<{token}>"
     return "".join(c if c.isprintable() else _ESCAPES.get(c, f"<{ord(c):02x}>") for c in vocabulary[token])
 
 
 def _is_bytes(manifest: dict) -> bool:
-    return (manifest.get("tokenizer") or {}).get("kind") in (None, "bytes-utf8")
+    """Byte-level token ids: the tokenizer says so; or it is not named and the run is of schema version 1 (they
+    all are) or of a model whose config has depthscope's byte vocabulary."""
+    kind = (manifest.get("tokenizer") or {}).get("kind")
+    if kind is not None:
+        return kind == "bytes-utf8"
+    config = (manifest.get("model") or {}).get("config") or {}
+    return manifest.get("schema_version") == 1 or config.get("vocab_size") == 256
 
 
 def _read_vocabulary(path: Path, manifest: dict) -> list[str] | None:

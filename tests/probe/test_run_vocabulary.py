@@ -128,3 +128,23 @@ def test_overwriting_a_run_removes_its_old_vocabulary(subword_run, tmp_path):
     run = open_run(copy)
     assert not (copy / "vocabulary.json").exists() and run.vocabulary is None
     assert np.isin(run.token[:], np.arange(256)).all()
+
+
+def test_ids_of_an_unnamed_tokenizer_are_not_read_as_bytes(tmp_path):
+    """A foreign model probed from Python without naming its tokenizer: ids are shown as <id>, not as bytes."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=500, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32))
+    x = torch.tensor([[97, 10, 300, 499]])
+    with Probe(model, out=tmp_path / "run") as probe:
+        model(x)
+        probe.commit()
+    run = open_run(tmp_path / "run")
+    assert not run.byte_level and run.vocabulary is None and run.vocab_size is None
+    assert run.token_labels(run.token[:]) == ["<97>", "<10>", "<300>", "<499>"]
+    with pytest.raises(RunError, match="cannot decode tokens"):
+        run.text()
+    data = RunData(run).build()
+    assert data.token_window(0, 4, slot=0)["char"].tolist() == ["<97>", "<10>", "<300>", "<499>"]
