@@ -32,6 +32,10 @@ FACTORY = textwrap.dedent('''
 
     def not_a_model():
         return 42
+
+    def no_depth_structure():
+        """A model the probe has nothing to read in (no taps, no built-in adapter)."""
+        return torch.nn.Sequential(torch.nn.Embedding(300, 8), torch.nn.Linear(8, 300))
 ''')
 
 
@@ -94,7 +98,8 @@ def test_bad_factories_and_arguments_are_clear_errors(tmp_path, factory_module, 
     out = str(tmp_path / "r")
     for spec, message in [("no_colon", "expected module:function"), ("no_such_module_xyz:f", "cannot import"),
                           (f"{factory_module}:missing", "has no 'missing'"),
-                          (f"{factory_module}:not_a_model", "returned int, expected a torch nn.Module")]:
+                          (f"{factory_module}:not_a_model", "returned int, expected a torch nn.Module"),
+                          (f"{factory_module}:no_depth_structure", "no_depth_structure: nothing to record")]:
         assert main(["record", "--model", spec, "--corpus", "pydoc", "--out", out]) == 1
         assert message in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
