@@ -109,3 +109,24 @@ def test_bad_factories_and_arguments_are_clear_errors(tmp_path, factory_module, 
         main(["record", "--checkpoint", "x", "--hf", "y", "--corpus", "pydoc", "--out", out])
     assert exit_.value.code == 2
     assert not (tmp_path / "r").exists()
+
+
+def test_an_hf_folder_is_recorded_as_the_model_scores_it(tmp_path, tiny_hf_folder, text_file):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "llama"
+    assert main(["record", "--hf", str(tiny_hf_folder), "--corpus", str(text_file), "--tokens", "128", "--seq-len",
+                 "32", "--batch-size", "2", "--grads", "--out", str(out), "--no-progress"]) == 0
+    run = open_run(out)
+    assert run.complete and run.n_tokens == 128 and run.manifest["source"]["hf"] == str(tiny_hf_folder.resolve())
+    assert run.sublayer_labels == ["attn1", "mlp1", "attn2", "mlp2"]
+    for name in ("input_rms", "output_rms", "grad_rms"):
+        assert np.isfinite(getattr(run, name)[:]).all()
+    # per-token losses are the model's own next-token losses on the recorded window
+    model = AutoModelForCausalLM.from_pretrained(tiny_hf_folder, local_files_only=True).eval()
+    window = torch.as_tensor(run.token[:32]).long()[None]
+    with torch.no_grad():
+        own = model(input_ids=window, labels=window).loss
+    assert np.isclose(run.loss[:31].mean(), float(own), rtol=1e-4)
+    assert run.text(0, 32) in text_file.read_text(encoding="utf-8")
