@@ -63,9 +63,7 @@ def code(value: Any) -> str:
         args = [code(value.func)] + [code(a) for a in value.args]
         args += [f"{k}={code(v)}" for k, v in value.keywords.items()]
         return f"functools.partial({', '.join(args)})"
-    if callable(value) and hasattr(value, "__qualname__") and not isinstance(value, type):
-        return f"{value.__module__}.{value.__qualname__}"
-    if isinstance(value, type):
+    if callable(value) and hasattr(value, "__qualname__"):  # a function or a class (an instance has no __qualname__)
         return f"{value.__module__}.{value.__qualname__}"
     return repr(value)
 

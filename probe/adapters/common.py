@@ -1,7 +1,7 @@
 """Pieces the built-in adapters share: depthscope's source labels and finding a library's model inside a wrapper."""
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable
 
 from torch import nn
 
@@ -23,7 +23,3 @@ def find_module(model: nn.Module, match: Callable[[nn.Module], bool]) -> tuple[s
 
 def from_package(module: nn.Module, package: str) -> bool:
     return type(module).__module__.split(".")[0] == package
-
-
-def iter_from_package(model: nn.Module, package: str) -> Iterator[tuple[str, nn.Module]]:
-    return ((n, m) for n, m in model.named_modules() if from_package(m, package))

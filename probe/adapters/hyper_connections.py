@@ -20,7 +20,6 @@ import re
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..adapter import Adapter, Input, Output, Sublayer, Weights

@@ -135,3 +135,26 @@ def test_kimi_k3_attnres_weights_are_recorded():
     with Probe(model) as probe:
         model(torch.randint(0, VOCAB, (1, 8)))
     assert "alpha" in probe.layout.quantities
+
+
+def test_keyword_inputs_are_reachable():
+    from depthscope.probe import Adapter, Input, ProbeError, Sublayer
+
+    torch.manual_seed(2)
+    model = llama()
+    normed = {}
+    handles = [layer.input_layernorm.register_forward_hook(lambda m, a, o, i=i: normed.__setitem__(i, o.detach()))
+               for i, layer in enumerate(model.model.layers)]
+    x = torch.randint(0, VOCAB, (2, 6))
+    # Llama's decoder layer calls self_attn(hidden_states=...): a keyword input
+    adapter = Adapter([Sublayer("attn{n}", h=Input("model.layers.{i}.self_attn", "hidden_states"))], repeat=LAYERS)
+    with Probe(model, adapter=adapter) as probe:
+        model(x)
+    for h in handles:
+        h.remove()
+    for i in range(LAYERS):
+        torch.testing.assert_close(probe.records[0].input_rms[:, :, i], rms(normed[i]))
+    wrong = Adapter([Sublayer("attn{n}", h=Input("model.layers.{i}.self_attn", "x"))], repeat=LAYERS)
+    with pytest.raises(ProbeError, match=r"model.layers.0.self_attn got no keyword input 'x' \(it got \[.*'hidden_states'"):
+        with Probe(model, adapter=wrong):
+            model(x)

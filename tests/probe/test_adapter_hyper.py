@@ -26,15 +26,18 @@ class Branch(nn.Module):
 class HCNet(nn.Module):
     """A small stack of attention-like and MLP-like branches connected by the package's (m)HC."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, own_branches: bool = False):
         super().__init__()
+        self.own_branches = own_branches  # the model calls each branch itself: hc(streams) -> (input, add)
         make = (hc.get_init_and_expand_reduce_stream_functions if kind == "hc"
                 else hc.mc_get_init_and_expand_reduce_stream_functions)
         init, self.expand, self.reduce = make(STREAMS)
         self.embed = nn.Embedding(VOCAB, D)
         self.layers = nn.ModuleList(
-            nn.ModuleList([init(dim=D, branch=Branch(D), layer_index=2 * i),
-                           init(dim=D, branch=Branch(D), layer_index=2 * i + 1)]) for i in range(DEPTH))
+            nn.ModuleList([init(dim=D, branch=None if own_branches else Branch(D), layer_index=2 * i + j)
+                           for j in range(2)]) for i in range(DEPTH))
+        if own_branches:
+            self.branches = nn.ModuleList(Branch(D) for _ in range(2 * DEPTH))
         self.head = nn.Linear(D, VOCAB)
         with torch.no_grad():  # the package initialises the dynamic weights at 0: make them depend on the token
             for name, p in self.named_parameters():
@@ -43,8 +46,13 @@ class HCNet(nn.Module):
 
     def forward(self, x):
         streams = self.expand(self.embed(x))  # [(batch streams), tokens, d]
-        for attn, mlp in self.layers:
-            streams = mlp(attn(streams))
+        for i, (attn, mlp) in enumerate(self.layers):
+            if self.own_branches:
+                for j, hc_module in enumerate((attn, mlp)):
+                    branch_input, add = hc_module(streams)
+                    streams = add(self.branches[2 * i + j](branch_input))
+            else:
+                streams = mlp(attn(streams))
         return self.head(self.reduce(streams))
 
 
@@ -52,17 +60,20 @@ def rms(x):
     return x.detach().float().pow(2).mean(-1).sqrt()
 
 
-@pytest.mark.parametrize("kind", ["hc", "mhc"])
-def test_hyper_connections_rows_of_m_rebuild_every_branch_input(kind, tmp_path):
+@pytest.mark.parametrize("kind,own_branches", [("hc", False), ("mhc", False), ("hc", True)])
+def test_hyper_connections_rows_of_m_rebuild_every_branch_input(kind, own_branches, tmp_path):
     torch.manual_seed(0)
-    model = HCNet(kind)
+    model = HCNet(kind, own_branches)
     adapter = for_model(model)
     assert adapter.name == f"hyper-connections {'HC' if kind == 'hc' else 'mHC'} ({STREAMS} streams)"
     text = repr(adapter)
-    assert "Input('layers.{i}.0.branch')" in text and "Input('layers.{i}.1.branch')" in text and "repeat=3" in text
+    if own_branches:  # h_l is the first thing each HC module returns; f_l is not reachable from it
+        assert "h=Output('layers.{i}.0', 0)" in text and "f=" not in text
+    else:
+        assert "Input('layers.{i}.0.branch')" in text and "Input('layers.{i}.1.branch')" in text and "repeat=3" in text
     x = torch.randint(0, VOCAB, (2, 7))
     h, f, handles = {}, {}, []
-    branches = [pair[j].branch for pair in model.layers for j in (0, 1)]
+    branches = list(model.branches) if own_branches else [pair[j].branch for pair in model.layers for j in (0, 1)]
     for l, branch in enumerate(branches, start=1):
         handles.append(branch.register_forward_pre_hook(lambda m, a, l=l: h.__setitem__(l, a[0].detach())))
         handles.append(branch.register_forward_hook(lambda m, a, o, l=l: f.__setitem__(l, o.detach())))
@@ -81,8 +92,9 @@ def test_hyper_connections_rows_of_m_rebuild_every_branch_input(kind, tmp_path):
         rebuilt = sum(row[..., j, None] * values[j] for j in range(l))
         torch.testing.assert_close(rebuilt, h[l], atol=2e-4, rtol=2e-4)
         torch.testing.assert_close(r.input_rms[:, :, l - 1], rms(h[l]))
-        torch.testing.assert_close(r.output_rms[:, :, l - 1], rms(f[l]))
-        assert r.grad_norms[l - 1] > 0
+        if not own_branches:
+            torch.testing.assert_close(r.output_rms[:, :, l - 1], rms(f[l]))
+            assert r.grad_norms[l - 1] > 0
     assert float(r.alpha[:, :, -1, :L].std(dim=(0, 1)).max()) > 1e-3  # rows differ from token to token
     # to disk, and the mixing analyses read the rows as M
     with Probe(model, out=tmp_path / "run") as probe:

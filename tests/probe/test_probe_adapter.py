@@ -115,3 +115,48 @@ def test_adapter_errors_name_the_problem():
     with Probe(model, adapter=wide) as probe:
         model(x)
     assert probe.records[0].input_rms.shape == (1, 4, 2)
+
+
+class ReturningAttention(DepthAttention):
+    """Returns what it mixed and its weights, sources first: {"h": [b, t, d], "weights": [sources, b, t]}."""
+
+    def forward(self, sources):
+        alpha = self.weights(sources)
+        return {"h": (alpha.unsqueeze(-1) * torch.stack(sources, dim=-2)).sum(-2), "weights": alpha.movedim(-1, 0)}
+
+
+class TinyReturning(TinyAttnRes):
+    def __init__(self, d: int = 8, depth: int = 3):
+        super().__init__(d, depth)
+        self.mix = nn.ModuleList(ReturningAttention(d) for _ in range(depth + 1))
+
+    def forward(self, x):
+        sources = [self.embed(x)]
+        self.seen_h = []
+        for mix, f in zip(self.mix, self.f):
+            self.seen_h.append(mix(sources)["h"])
+            sources.append(f(self.seen_h[-1]))
+        return (self.head(self.mix[-1](sources)["h"]),)
+
+
+def test_weights_and_h_read_from_what_a_module_returns():
+    torch.manual_seed(3)
+    model, depth = TinyReturning(), 3
+    x = torch.randint(0, 50, (2, 5))
+    adapter = Adapter(
+        pattern=[Sublayer("sub{l}", h=Output("mix.{k}", "h"), f=Output("f.{k}"),
+                          weights=Weights("mix.{k}", key="weights", source_axis=0))],
+        repeat=depth, final=Sublayer("final", weights=Weights("mix.{k}", key="weights", source_axis=0)))
+    assert "Weights('mix.{k}', key='weights', source_axis=0)" in repr(adapter)
+    with Probe(model, adapter=adapter, dtype=torch.float32) as probe:
+        logits = model(x)[0]
+        probe.commit(targets=x)  # logits found as the tuple's 3-d tensor
+    r = probe.records[0]
+    sources = [model.embed(x)]
+    for l in range(1, depth + 2):
+        expected = model.mix[l - 1].weights(sources)  # [b, t, l], recomputed from the sources
+        torch.testing.assert_close(r.alpha[:, :, l - 1, :l], expected.detach())
+        if l <= depth:
+            torch.testing.assert_close(r.input_rms[:, :, l - 1], model.seen_h[l - 1].detach().pow(2).mean(-1).sqrt())
+            sources.append(model.f[l - 1](model.seen_h[l - 1]))
+    torch.testing.assert_close(r.loss, F.cross_entropy(logits.detach().transpose(1, 2), x, reduction="none"))
