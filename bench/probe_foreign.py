@@ -5,8 +5,8 @@
 
 Models: depthscope's Full AttnRes (its own taps), attn-res's AttnResTransformer in Block mode (8 blocks) and a
 Hugging Face Llama-style decoder (LlamaForCausalLM from a config), all with the same number of sublayers and width.
-For each, as a ratio to the same model without a probe (variants interleaved round by round, medians of process
-CPU time):
+For each, as a ratio to the same model without a probe (process CPU time; per round, each variant is timed right
+after a plain run, and the median of these per-round ratios is reported):
   memory    in-memory capture of every recorded quantity during an evaluation forward (+ commit)
   disk      capture to a run on disk during evaluation (target <= 1.30x)
   summary   summary mode during a training step: forward, backward, AdamW (target <= 1.05x)
@@ -71,17 +71,24 @@ def llama_model(blocks: int, d: int, seq: int):
 MODELS = {"depthscope Full AttnRes": depthscope_model, "attn-res Block": attn_res_model, "HF Llama": llama_model}
 
 
-def interleaved(variants: dict[str, Callable[[int], None]], rounds: int) -> dict[str, float]:
-    """Median CPU seconds of each variant; round 0 warms up; the order alternates so that drifts cancel."""
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    names = list(variants)
+def paired(plain: Callable[[int], None], variants: dict[str, Callable[[int], None]], rounds: int) -> dict[str, float]:
+    """Per variant, the median over rounds of (its CPU time / that of a plain run just before it); round 0 warms
+    up. Pairing each run with its own plain run cancels slow drifts of the machine's load."""
+    ratios: dict[str, list[float]] = {name: [] for name in variants}
+    plain_times: list[float] = []
     for r in range(rounds + 1):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name, variant in variants.items():
             tick = CLOCK()
-            variants[name](r)
+            plain(r)
+            base = CLOCK() - tick
+            tick = CLOCK()
+            variant(r)
             if r:
-                times[name].append(CLOCK() - tick)
-    return {name: statistics.median(v) for name, v in times.items()}
+                ratios[name].append((CLOCK() - tick) / base)
+                plain_times.append(base)
+    out = {name: statistics.median(v) for name, v in ratios.items()}
+    out["plain_s"] = statistics.median(plain_times)
+    return out
 
 
 def bench_eval(model, xs, rounds, tmp: Path) -> dict[str, float]:
@@ -106,8 +113,8 @@ def bench_eval(model, xs, rounds, tmp: Path) -> dict[str, float]:
         shutil.rmtree(path, ignore_errors=True)
 
     with torch.no_grad():
-        t = interleaved({"plain": plain, "memory": memory, "disk": disk}, rounds)
-    return {"memory": t["memory"] / t["plain"], "disk": t["disk"] / t["plain"], "forward_s": t["plain"] / len(xs)}
+        t = paired(plain, {"memory": memory, "disk": disk}, rounds)
+    return {"memory": t["memory"], "disk": t["disk"], "forward_s": t["plain_s"] / len(xs)}
 
 
 def bench_train(model, logits_of, x, rounds) -> dict[str, float]:
@@ -129,9 +136,9 @@ def bench_train(model, logits_of, x, rounds) -> dict[str, float]:
             step()
             probe.commit(step=r)
 
-    t = interleaved({"plain": lambda r: step(), "summary": summary}, rounds)
+    t = paired(lambda r: step(), {"summary": summary}, rounds)
     model.eval()
-    return {"summary": t["summary"] / t["plain"], "step_s": t["plain"]}
+    return {"summary": t["summary"], "step_s": t["plain_s"]}
 
 
 def main(argv=None) -> int:
@@ -151,7 +158,7 @@ def main(argv=None) -> int:
     train_x = torch.randint(0, VOCAB, (batch, seq + 1), generator=g)
     print(f"probe overhead on foreign models: {2 * blocks} sublayers, d={d}, batch {batch} x {seq}; torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f}; process CPU time, medians of {rounds} interleaved rounds; ratio to no probe")
+          f"{os.getloadavg()[0]:.1f}; process CPU time; median of {rounds} per-round ratios to a plain run just before")
     print(f"{'model':<26} {'adapter':<28} {'forward':>9} {'memory':>8} {'disk':>8} {'summary':>8}")
     tmp = Path(tempfile.mkdtemp(prefix="depthscope-bench-foreign-"))
     try:
