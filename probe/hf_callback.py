@@ -35,11 +35,12 @@ class DepthscopeCallback(TrainerCallback):
     docstring). Arguments as for depthscope.probe.training.StepRecorder; `vocabulary` defaults to the
     Trainer's tokenizer's."""
 
-    def __init__(self, out: str | Path, *, every: int = 100, summary: bool = True, grads: bool = True,
-                 capture: Sequence[str] = DEFAULT_CAPTURE, key: str | None = None, meta: dict | None = None,
-                 vocabulary: Sequence[str] | None = None, overwrite: bool = False, **probe_kwargs: Any):
-        self.recorder = StepRecorder(out, every=every, summary=summary, grads=grads, capture=capture, key=key,
-                                     meta=meta, vocabulary=vocabulary, overwrite=overwrite, **probe_kwargs)
+    def __init__(self, out: str | Path, *, every: int = 100, summary: bool = True, arrays: bool = True,
+                 grads: bool = True, capture: Sequence[str] = DEFAULT_CAPTURE, key: str | None = None,
+                 meta: dict | None = None, vocabulary: Sequence[str] | None = None, overwrite: bool = False,
+                 **probe_kwargs: Any):
+        self.recorder = StepRecorder(out, every=every, summary=summary, arrays=arrays, grads=grads, capture=capture,
+                                     key=key, meta=meta, vocabulary=vocabulary, overwrite=overwrite, **probe_kwargs)
 
     @property
     def written(self) -> list[Path]:

@@ -130,18 +130,22 @@ class StepRecorder:
     callback. Other loops call begin(model, step) before the step's forward and end(step) after its backward.
 
     out: the folder of the step runs. every: record steps every, 2 * every, ... summary: keep running summaries
-    in each run (summary mode's statistics). grads: record activation gradients and parameter-gradient norms.
+    in each run (summary mode's statistics). arrays: keep the per-token arrays too (False: summary-only runs,
+    smaller, but the Evolution page's views need the arrays). grads: record activation gradients and parameter-gradient norms.
     key: the training's name for the Evolution page (default: the folder's absolute path). meta: more manifest
     fields; vocabulary: the text of each token id (probe.vocabulary.text_of_ids) for tokenizers other than bytes.
     overwrite: replace step runs an earlier training left in `out` (otherwise they are an error, raised here,
     before training starts). probe_kwargs: more arguments for Probe (adapter, sublayers, positions, ...).
     """
 
-    def __init__(self, out: str | Path, *, every: int = 100, summary: bool = True, grads: bool = True,
-                 capture: Sequence[str] = DEFAULT_CAPTURE, key: str | None = None, meta: dict | None = None,
-                 vocabulary: Sequence[str] | None = None, overwrite: bool = False, **probe_kwargs: Any):
+    def __init__(self, out: str | Path, *, every: int = 100, summary: bool = True, arrays: bool = True,
+                 grads: bool = True, capture: Sequence[str] = DEFAULT_CAPTURE, key: str | None = None,
+                 meta: dict | None = None, vocabulary: Sequence[str] | None = None, overwrite: bool = False,
+                 **probe_kwargs: Any):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
+        if not (summary or arrays):
+            raise ValueError("StepRecorder: keep summaries, per-token arrays or both")
         old = sorted(Path(out).glob("step_*/manifest.json")) if Path(out).is_dir() else []
         if old and not overwrite:
             from .errors import RunError
@@ -151,6 +155,7 @@ class StepRecorder:
         self.out = Path(out)
         self.every = int(every)
         self.summary = bool(summary)
+        self.arrays = bool(arrays)
         self.grads = bool(grads)
         self.capture = tuple(capture)
         self.key = key or str(self.out.resolve())
@@ -174,7 +179,8 @@ class StepRecorder:
         if self.probe is not None:
             raise ProbeError(f"StepRecorder: step {self._step} was begun and never ended")
         meta = {**self.meta, "training": {"key": self.key, "step": int(step), "every": self.every}}
-        writer = RunWriter(self.out / step_run_name(step), overwrite=True, meta=meta, vocabulary=self.vocabulary)
+        writer = RunWriter(self.out / step_run_name(step), arrays=self.arrays, overwrite=True, meta=meta,
+                           vocabulary=self.vocabulary)
         probe = Probe(model, out=writer, summary=Summary() if self.summary else False, grads=self.grads,
                       capture=self.capture, training_only=True, **self.probe_kwargs)
         inputs = _BatchInputs(model, lambda **kw: probe.commit(step=step, **kw))  # before the probe's hooks

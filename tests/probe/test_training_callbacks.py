@@ -57,7 +57,14 @@ def test_step_recorder_writes_one_run_per_kth_step(tmp_path):
     assert shown == drawn == [3, 6]
     with pytest.raises(RunError, match="earlier training"):
         StepRecorder(out, every=3)
-    StepRecorder(out, every=3, overwrite=True)
+    # summaries only: smaller runs, the same statistics as the captured step's
+    light = tmp_path / "light"
+    with StepRecorder(light, every=3, arrays=False) as recorder:
+        train(cfg, TrainConfig(steps=4, batch_size=2, seq_len=16, eval_every=2, eval_batches=1, warmup_steps=1),
+              corpus, progress=False, callback=recorder)
+    run = open_run(light / "step_000003")
+    assert run.complete and run.mode == "summary" and run.arrays == {}
+    assert run.summary["info"]["tokens"][0] == 32 and run.manifest["training"]["step"] == 3
 
 
 def test_next_token_targets_follow_the_hf_label_convention():
