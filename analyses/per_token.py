@@ -24,15 +24,6 @@ MAX_TOKENS = 20_000
 TOKEN_STATS = ("locality", "long_range", "embedding", "entropy", "norm_entropy", "eff_sources")
 
 
-def _char(token: int) -> str:
-    if token < 0:
-        return ""
-    char = chr(token)
-    if token < 128 and char.isprintable():
-        return char
-    return {10: "\\n", 9: "\\t", 13: "\\r"}.get(token, f"<{token:02x}>")
-
-
 def token_table(run, start: int = 0, stop: int | None = None, k: float | None = None,
                 max_tokens: int = MAX_TOKENS) -> pd.DataFrame:
     """Per (token, sublayer) routing statistics for tokens [start, stop) (module docstring)."""
@@ -59,7 +50,7 @@ def token_table(run, start: int = 0, stop: int | None = None, k: float | None = 
         if name in chunk:
             frame[name] = np.repeat(np.asarray(chunk[name]), len(slots))
     if "token" in frame:
-        frame["char"] = [_char(int(x)) for x in frame["token"]]
+        frame["char"] = run.token_labels(frame["token"].to_numpy())
     frame["sublayer"] = np.asarray(geo.sublayers, dtype=np.int64)[slot_index]
     frame["sublayer_label"] = np.asarray(geo.sublayer_labels, dtype=object)[slot_index]
     frame["kind"] = np.asarray(geo.kinds, dtype=object)[slot_index]

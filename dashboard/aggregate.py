@@ -89,8 +89,7 @@ def vocab_of(run: Run) -> int | None:
     """Vocabulary size for per-token-id sums (None: no token ids, or too large a vocabulary)."""
     if "token" not in run.arrays:
         return None
-    kind = (run.manifest.get("tokenizer") or {}).get("kind")
-    vocab = 256 if kind in (None, "bytes-utf8") else int((run.model.get("config") or {}).get("vocab_size") or 0)
+    vocab = run.vocab_size
     return vocab if vocab and vocab <= MAX_VOCAB_SUMS else None
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from depthscope.probe import Run, RunError
+from depthscope.probe.reader import token_label  # noqa: F401 - a byte-level run's labels (the reader defines them)
 
 from .aggregate import RMS_BINS, RMS_HI, RMS_LO, RMS_NAMES, Aggregates, Pass
 from .cell_index import CELL_BINS, hist_of
@@ -39,18 +40,6 @@ from .token_match import PatternError, compile_pattern, match_table, matches
 READ_BUDGET = 8_192  # most tokens a filtered query reads from disk per callback (else: sampled)
 WINDOW_MAX = 4096  # longest token window of the Tokens page
 TOKEN_STATS = ("long_range", "embedding", "norm_entropy", "locality", "eff_sources")  # analyses' per-token names
-
-
-def token_label(token: int) -> str:
-    """What a (byte-level) token looks like in the UI and what the regex filter matches against."""
-    if token < 0:
-        return ""
-    if token < 128:
-        char = chr(token)
-        if char.isprintable():
-            return char
-        return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char, f"<{token:02x}>")
-    return f"<{token:02x}>" if token < 256 else f"<{token}>"
 
 
 def column_labels(source_labels: list[list[str]]) -> list[str]:
@@ -263,9 +252,8 @@ class RunData:
             raise FilterError(str(err)) from None
         return regex
 
-    @staticmethod
-    def _matching_ids(regex: str, vocab: int) -> np.ndarray:
-        return np.nonzero(match_table(regex, vocab, token_label))[0]
+    def _matching_ids(self, regex: str, vocab: int) -> np.ndarray:
+        return np.nonzero(match_table(regex, vocab, self.run.token_label))[0]
 
     @property
     def chunks(self) -> ChunkCache:
@@ -335,7 +323,7 @@ class RunData:
             if flt.document is not None:
                 mask &= self.take("document", index) == int(flt.document)
             if regex is not None:
-                mask &= matches(self.take("token", index), regex, token_label)
+                mask &= matches(self.take("token", index), regex, self.run.token_label)
             return mask
         return keep
 
@@ -407,7 +395,7 @@ class RunData:
         frame = pd.DataFrame({"index": index.astype(np.int64), "weight": weight.astype(float)})
         if len(frame) and "token" in self.run.arrays:
             tok = self.take("token", frame["index"].to_numpy())
-            frame["char"] = [token_label(int(t)) for t in tok]
+            frame["char"] = self.run.token_labels(tok)
             frame["context"] = [self.context(int(i)) for i in frame["index"]]
         if len(frame) and "document" in self.run.arrays:
             frame["document"] = self.take("document", frame["index"].to_numpy())
@@ -421,7 +409,7 @@ class RunData:
             return ""
         a, b = max(0, index - before), min(self.run.n_tokens, index + after + 1)
         tok = self.ids("token", a, b)
-        text = [token_label(int(t)) for t in tok]
+        text = self.run.token_labels(tok)
         text[index - a] = f"[{text[index - a]}]"
         return "".join(text)
 
@@ -496,8 +484,6 @@ class RunData:
         start = max(0, int(start))
         stop = min(run.n_tokens, int(stop), start + WINDOW_MAX)
         frame = run.tokens_frame(start, stop)
-        if "token" in frame:
-            frame["char"] = [token_label(int(t)) for t in frame["token"]]
         if self.has_alpha and 0 <= slot < self.n_slots and stop > start:
             for name, v in self._token_stats(start, stop, k).items():
                 frame[name] = v[:, slot]
@@ -517,10 +503,17 @@ class RunData:
             return run.arrays[stat].read(start, stop).astype(np.float64), run.sublayer_labels, index
         if stat not in TOKEN_STATS:
             raise FilterError(f"unknown statistic {stat!r}")
+        self._need_alpha()
         return self._token_stats(start, stop, k)[stat], run.sublayer_labels, index
+
+    def _need_alpha(self) -> None:
+        if not self.has_alpha:
+            raise FilterError("this run recorded no depth-attention weights (a residual stream has none): "
+                              "its norms and gradients are on the Signal and Gradients pages")
 
     def token_matrix(self, index: int) -> pd.DataFrame:
         """Sublayer x source weights of one token (tidy, like `routing`)."""
+        self._need_alpha()
         a = self.run.alpha[int(index)].astype(np.float64)  # [slots, sources]
         return self._frame(a, None, 1)
 

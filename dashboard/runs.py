@@ -92,10 +92,13 @@ def _stamp(path: Path) -> tuple:
 
 
 def training_of(manifest: dict) -> tuple[str, int | None]:
-    """(training key, step) of a run recorded from a checkpoint: step checkpoints DIR/step_N share key DIR."""
+    """(training key, step) of a run recorded from a checkpoint (step checkpoints DIR/step_N share key DIR), or
+    written during training by a callback (the manifest's training key and step)."""
     checkpoint = str(manifest.get("checkpoint") or "")
     step = None
     training = manifest.get("training") or {}
+    if not checkpoint and training.get("key") and isinstance(training.get("step"), int):
+        return str(training["key"]), int(training["step"])  # written during training (probe.training)
     if checkpoint:
         p = Path(checkpoint)
         m = STEP_DIR.match(p.name)

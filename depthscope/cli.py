@@ -287,7 +287,15 @@ def _run_analyze(args: argparse.Namespace) -> int:
 
 
 def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint directory (from `depthscope train`)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (from `depthscope train`)")
+    what.add_argument("--hf", metavar="DIR", help="a local Hugging Face causal-LM folder (config.json, "
+                                                 "*.safetensors and its tokenizer files), loaded offline")
+    what.add_argument("--model", metavar="MODULE:FUNCTION",
+                      help="an importable function returning an nn.Module (or a (module, tokenizer) pair)")
+    parser.add_argument("--tokenizer", metavar="DIR|FILE|bytes", default=None,
+                        help="with --model: a Hugging Face tokenizer folder, a tokenizer.json, or 'bytes' "
+                             "(default: the factory's tokenizer, else bytes)")
     parser.add_argument("--corpus", required=True, metavar="NAME|FILE",
                         help="pydoc, bible, shakespeare, recall, or a UTF-8 text file")
     parser.add_argument("--tokens", type=int, default=100_000,
@@ -301,7 +309,8 @@ def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
                              "statistics) instead of per-token arrays")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward (default: %(default)s)")
     parser.add_argument("--seq-len", type=int, default=None,
-                        help="tokens per window (default: the checkpoint's training --seq-len)")
+                        help="tokens per window (default: the checkpoint's training --seq-len; for --hf and "
+                             "--model min(256, the model's longest sequence))")
     parser.add_argument("--split", choices=("heldout", "train"), default="heldout",
                         help="which side of the corpus split to read (default: %(default)s)")
     parser.add_argument("--chunk-tokens", type=int, default=8192,
@@ -316,6 +325,12 @@ def _run_record(args: argparse.Namespace) -> int:
 
     if args.tokens < 1 or args.batch_size < 1 or args.chunk_tokens < 1 or (args.seq_len is not None and args.seq_len < 1):
         raise UsageError("--tokens, --batch-size, --seq-len and --chunk-tokens must be at least 1")
+    if args.tokenizer is not None and not args.model:
+        raise UsageError("--tokenizer applies to --model only")
+    if args.hf or args.model:
+        from depthscope.record_foreign import run_record_command
+
+        return run_record_command(args)
     result = record_run(args.checkpoint, args.corpus, args.out, tokens=args.tokens, grads=args.grads,
                         summary=args.summary, batch_size=args.batch_size, seq_len=args.seq_len, split=args.split,
                         chunk_tokens=args.chunk_tokens, overwrite=args.overwrite, device=args.device,
@@ -464,11 +479,13 @@ COMMANDS: list[Command] = [
         help="record depth attention, hidden-state norms and gradients of a checkpoint over a corpus",
         add_arguments=_add_record_arguments,
         run=_run_record,
-        description="Run a checkpoint over consecutive windows of a corpus with the probe attached and write a run "
+        description="Run a checkpoint (or a local Hugging Face model folder with --hf, or any model a Python "
+                    "function builds with --model) over consecutive windows of a corpus with the probe attached and write a run "
                     "directory: per token, the depth-attention weights of every sublayer, the RMS of each "
                     "sublayer's input and output, document, position and loss (with --grads also dLoss/dh and "
                     "per-sublayer gradient norms), or only running summaries (--summary). Format: probe/SCHEMA.md.",
-        epilog="example: depthscope record --checkpoint out/block8 --corpus pydoc --tokens 100000 --out runs/block8",
+        epilog="examples: depthscope record --checkpoint out/block8 --corpus pydoc --tokens 100000 --out runs/block8; "
+               "depthscope record --hf models/tiny-llama --corpus notes.txt --tokens 20000 --grads --out runs/llama",
     ),
     Command(
         name="serve",

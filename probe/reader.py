@@ -10,6 +10,7 @@
     run.alpha.blocks(), run.alpha.read_block(i, out=buffer)  # stored chunk i, decoded into a reused buffer
     run.grad_norms                  DataFrame step, sublayer, label, grad_norm, n_params, rank
     run.summary                     dict of DataFrames (runs recorded with a summary), else None
+    run.token_label(id), run.text()  how a token is shown (THE token label of depthscope), the recorded text
 
 Every problem with the files (missing, truncated or corrupt chunk, wrong schema version, NaN weights for a
 valid source) raises RunError naming the file and the problem. Shards (one per rank) read as one run, in
@@ -25,10 +26,23 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from depthscope.models.data import ByteTokenizer
+
 from .chunkfile import decode_into, plain_zstd
 from .errors import RunError
 from .layout import Layout
-from .store import FORMAT_NAME, GRAD_NORM_COLUMNS, GRAD_NORMS, MANIFEST, SCHEMA_VERSION, SHARD_META, SUMMARY_DIR
+from .store import (
+    FORMAT_NAME,
+    GRAD_NORM_COLUMNS,
+    GRAD_NORMS,
+    MANIFEST,
+    READABLE_SCHEMA_VERSIONS,
+    SCHEMA_VERSION,
+    SHARD_META,
+    SUMMARY_DIR,
+    VOCABULARY,
+    VOCABULARY_FORMAT,
+)
 
 ARRAY_NAMES = ("alpha", "input_rms", "output_rms", "residual_rms", "grad_rms",
                "token", "document", "position", "step", "loss")
@@ -54,10 +68,10 @@ def _check_format(path: Path, data: dict) -> None:
     if data.get("format") != FORMAT_NAME:
         raise RunError(path, f"not a depthscope run (format is {data.get('format')!r}, expected {FORMAT_NAME!r})")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise RunError(
-            path, f"schema version {version!r} is not supported (this depthscope reads schema version {SCHEMA_VERSION})"
-        )
+    if version not in READABLE_SCHEMA_VERSIONS:
+        readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
+        raise RunError(path, f"schema version {version!r} is not supported (this depthscope reads schema versions "
+                             f"{readable}; it writes {SCHEMA_VERSION})")
 
 
 @dataclass
@@ -274,7 +288,9 @@ class Run:
       model (kind, class, config), layout (Layout), sublayers (1-based ids of the sublayer axis; L + 1 is
       the final mixer), sublayer_labels, source_labels (per sublayer-axis position), n_sources [sublayers],
       valid [sublayers, max_sources] bool, max_sources, n_tokens (readable tokens), shard_tokens (per shard),
-      captured (names of the per-token arrays present), arrays (name -> LazyArray), chunk_tokens.
+      captured (names of the per-token arrays present), arrays (name -> LazyArray), chunk_tokens,
+      vocabulary (the text of each token id, from vocabulary.json; None for byte-level runs), byte_level
+      (token ids are UTF-8 bytes), vocab_size.
     Per-token arrays as attributes: alpha, input_rms, output_rms, residual_rms, grad_rms, token, document,
     position, step, loss (a RunError if the run did not capture it).
     """
@@ -321,6 +337,8 @@ class Run:
         self.arrays: dict[str, LazyArray] = {}
         for name, spec in specs.items():
             self.arrays[name] = self._open_array(name, spec)
+        self.vocabulary: list[str] | None = _read_vocabulary(self.path, self.manifest)
+        self.byte_level = self.vocabulary is None and _is_bytes(self.manifest)
 
     # ------------------------------------------------------------------------------------------- layout
 
@@ -449,33 +467,97 @@ class Run:
 
     # ------------------------------------------------------------------------------------------- tokens
 
+    @property
+    def vocab_size(self) -> int | None:
+        """Number of token ids: 256 for byte-level runs, the vocabulary's size, else the model config's
+        vocab_size; None when unknown."""
+        if self.vocabulary is not None:
+            return len(self.vocabulary)
+        if self.byte_level:
+            return 256
+        size = (self.model.get("config") or {}).get("vocab_size") if isinstance(self.model, dict) else None
+        return int(size) if isinstance(size, int) and size > 0 else None
+
+    def token_label(self, token: int) -> str:
+        """How token id `token` is shown wherever depthscope shows a token (Routing, Tokens, tables, export)
+        and what the dashboard's text filter matches: the definition of a token label (see token_label)."""
+        return token_label(int(token), self.vocabulary, self.byte_level)
+
+    def token_labels(self, ids) -> list[str]:
+        """token_label of each id."""
+        vocabulary, byte_level = self.vocabulary, self.byte_level
+        return [token_label(int(t), vocabulary, byte_level) for t in np.asarray(ids).reshape(-1)]
+
     def text(self, start: int = 0, stop: int | None = None) -> str:
-        """The recorded tokens [start, stop) as text (byte-level tokenizer runs)."""
+        """The recorded tokens [start, stop) as text (UTF-8 bytes decoded, or each id's text joined)."""
         ids = self.token[start:stop]
-        kind = (self.manifest.get("tokenizer") or {}).get("kind")
-        if kind not in (None, "bytes-utf8"):
-            raise RunError(self.path / MANIFEST, f"cannot decode tokens of tokenizer {kind!r}")
+        vocabulary = self.vocabulary
+        if vocabulary is not None:
+            return "".join(vocabulary[i] if 0 <= i < len(vocabulary) else "" for i in ids.tolist())
+        if not self.byte_level:
+            kind = (self.manifest.get("tokenizer") or {}).get("kind")
+            raise RunError(self.path / MANIFEST, f"cannot decode tokens of tokenizer {kind!r} (no {VOCABULARY})")
         return bytes(int(i) & 0xFF for i in ids if i >= 0).decode("utf-8", errors="replace")
 
     def tokens_frame(self, start: int = 0, stop: int | None = None) -> pd.DataFrame:
-        """One row per token in [start, stop): index, token, char, document, position, step, loss."""
+        """One row per token in [start, stop): index, token, char (its label), document, position, step, loss."""
         stop = self.n_tokens if stop is None else min(stop, self.n_tokens)
         frame = pd.DataFrame({"index": np.arange(start, stop)})
         for name in ("token", "document", "position", "step", "loss"):
             if name in self.arrays:
                 frame[name] = self.arrays[name][start:stop]
         if "token" in frame:
-            frame["char"] = [_token_label(int(t)) for t in frame["token"]]
+            frame["char"] = self.token_labels(frame["token"].to_numpy())
         return frame
 
 
-def _token_label(token: int) -> str:
+_BYTES = ByteTokenizer()
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def token_label(token: int, vocabulary: Sequence[str] | None = None, byte_level: bool = True) -> str:
+    """The label of token id `token`: THE definition used by the reader, the analyses and the dashboard.
+
+    Byte-level runs (no vocabulary): printable ASCII as itself, newline, tab and carriage return as \\n, \\t,
+    \\r, any other byte as <xx> (hex). With a vocabulary (any other tokenizer): the token's text with the same
+    escapes and <xx> for any other unprintable character, so a subword keeps its leading space (" the"); an
+    empty text or an id outside the vocabulary is <id>. Ids of an unknown tokenizer (neither bytes nor a
+    vocabulary: byte_level=False) are <id>. -1 (no token recorded) is "".
+    """
     if token < 0:
         return ""
-    char = chr(token)
-    if token < 128 and char.isprintable():
-        return char
-    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char, f"<{token:02x}>")
+    if vocabulary is None:
+        return _BYTES.token_label(token) if byte_level and token < 256 else f"<{token}>"
+    if token >= len(vocabulary) or not vocabulary[token]:
+        return f"<{token}>"
+    return "".join(c if c.isprintable() else _ESCAPES.get(c, f"<{ord(c):02x}>") for c in vocabulary[token])
+
+
+def _is_bytes(manifest: dict) -> bool:
+    """Byte-level token ids: the tokenizer says so; or it is not named and the run is of schema version 1 (they
+    all are) or of a model whose config has depthscope's byte vocabulary."""
+    kind = (manifest.get("tokenizer") or {}).get("kind")
+    if kind is not None:
+        return kind == "bytes-utf8"
+    config = (manifest.get("model") or {}).get("config") or {}
+    return manifest.get("schema_version") == 1 or config.get("vocab_size") == 256
+
+
+def _read_vocabulary(path: Path, manifest: dict) -> list[str] | None:
+    named = manifest.get("vocabulary")
+    if not named:
+        return None
+    file = path / VOCABULARY
+    data = _read_json(file, "the run's vocabulary, named in manifest.json")
+    tokens = data.get("tokens")
+    if data.get("format") != VOCABULARY_FORMAT or not isinstance(tokens, list) \
+            or not all(isinstance(t, str) for t in tokens):
+        raise RunError(file, f"not a depthscope vocabulary (format {data.get('format')!r}, expected "
+                             f"{VOCABULARY_FORMAT!r}, and a list of strings under 'tokens')")
+    size = named.get("size") if isinstance(named, dict) else None
+    if size is not None and size != len(tokens):
+        raise RunError(file, f"holds {len(tokens)} tokens; manifest.json says {size}")
+    return tokens
 
 
 def open_run(path: str | Path) -> Run:

@@ -1,4 +1,5 @@
-"""Record a run from a checkpoint over a corpus: what `depthscope record` does, callable from Python.
+"""Record a run from a checkpoint (or any language model: record_model) over a corpus: what `depthscope record`
+does, callable from Python.
 
 Consecutive windows of the corpus's held-out split (or train split) go through the model in batches. Each
 token is recorded with its document and position and the loss of predicting the next token. With grads=True
@@ -12,10 +13,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from .adapter import find_logits
 from .layout import DEFAULT_CAPTURE
 from .probe import Probe
 from .store import DEFAULT_CHUNK_TOKENS, RunWriter
@@ -94,21 +98,67 @@ def record_run(
         "grad_loss": "mean cross-entropy over the batch's tokens" if grads else None,
         "training": {k: training.get(k) for k in ("steps", "tokens_seen", "final_heldout_loss", "seed")},
     }
+    return record_model(model, text, out, tokens=tokens, grads=grads, summary=summary, batch_size=batch_size,
+                        seq_len=seq_len, split=split, chunk_tokens=chunk_tokens, overwrite=overwrite, device=device,
+                        progress=progress, capture=capture, meta=meta, name=info.config.mixer)
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """The logits [batch, tokens, vocab] in what a language model's forward returned (adapter.find_logits: a
+    tensor, a tuple's, a dict's or a ModelOutput's); ValueError naming what came back when there are none."""
+    found = find_logits(output)
+    if not isinstance(found, torch.Tensor) or found.dim() != 3:
+        shape = f" with logits of shape {tuple(found.shape)}" if isinstance(found, torch.Tensor) else ""
+        raise ValueError(f"the model returned {type(output).__name__}{shape}; recording needs logits "
+                         "[batch, tokens, vocab] (a tensor, a tuple holding one, or an output with 'logits')")
+    return found
+
+
+def record_model(
+    model: nn.Module,
+    corpus,
+    out: str | Path,
+    *,
+    tokens: int = 100_000,
+    grads: bool = False,
+    summary: bool = False,
+    batch_size: int = 8,
+    seq_len: int = 256,
+    split: str = "heldout",
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    overwrite: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+    capture: tuple[str, ...] = DEFAULT_CAPTURE,
+    meta: dict | None = None,
+    name: str = "model",
+    probe_kwargs: dict | None = None,
+) -> RecordResult:
+    """Record about `tokens` tokens (whole windows of seq_len) of `corpus`'s `split` through `model`.
+
+    model(inputs [batch, tokens]) must return logits (see logits_of). corpus: a depthscope Corpus, tokenised by
+    its own tokenizer. meta: manifest fields (a "vocabulary" list goes to vocabulary.json). probe_kwargs: more
+    arguments for Probe (e.g. an adapter).
+    """
+    if tokens < 1 or batch_size < 1 or seq_len < 1:
+        raise ValueError("--tokens, --batch-size and --seq-len must be at least 1")
     writer = RunWriter(out, chunk_tokens=chunk_tokens, arrays=not summary, overwrite=overwrite, meta=meta)
     n_windows = math.ceil(tokens / seq_len)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_windows * seq_len, desc=f"record {info.config.mixer}", unit="tok", unit_scale=True,
+        bar = tqdm(total=n_windows * seq_len, desc=f"record {name}", unit="tok", unit_scale=True,
                    dynamic_ncols=True)
     started = time.perf_counter()
     recorded = batches = 0
-    windows = _windows(text, seq_len, split)
+    windows = _windows(corpus, seq_len, split)
     exhausted = False
+    was_training = model.training
+    model.eval()
     try:
         with Probe(model, out=writer, summary=Summary() if summary else False, grads=grads,
-                   capture=capture) as probe:
+                   capture=capture, **(probe_kwargs or {})) as probe:
             while recorded < n_windows * seq_len:
                 group = []
                 for window in windows:
@@ -121,13 +171,13 @@ def record_run(
                 inputs = torch.stack([w.inputs for w in group]).to(device)  # [batch, tokens]
                 targets = torch.stack([w.targets for w in group]).to(device)
                 with torch.set_grad_enabled(grads):
-                    logits = model(inputs)  # [batch, tokens, vocab]
+                    logits = logits_of(model(inputs))  # [batch, tokens, vocab]
                     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                                            reduction="none").view(targets.shape)  # [batch, tokens]
                     if grads:
                         loss.mean().backward()
                 probe.commit(loss=loss.detach(), document=torch.stack([w.doc_ids for w in group]),
-                             position=torch.stack([w.positions for w in group]), step=batches)
+                             position=torch.stack([w.positions for w in group]), step=batches, tokens=inputs)
                 if grads:
                     model.zero_grad(set_to_none=True)
                 recorded += inputs.numel()
@@ -135,6 +185,7 @@ def record_run(
                 if bar is not None:
                     bar.update(inputs.numel())
     finally:
+        model.train(was_training)
         if bar is not None:
             bar.close()
     return RecordResult(Path(out), recorded, batches, time.perf_counter() - started, exhausted)

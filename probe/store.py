@@ -8,6 +8,7 @@
         alpha/ input_rms/ ...    Zarr v3 arrays, chunked along tokens, zstd with checksums
         grad_norms/part-*.parquet   per-step parameter-gradient norms (tidy), one part per flush
       summary/*.parquet          running summaries (when a Summary is attached)
+      vocabulary.json            the text of every token id, for tokenizers other than UTF-8 bytes
 
 Streaming: one chunk of `chunk_tokens` rows per array is buffered, then appended to the Zarr arrays; memory does
 not grow with the number of tokens. Crash safety: shard.json's `tokens` only counts whole chunks written (and
@@ -21,7 +22,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,8 +34,11 @@ from .errors import RunError
 from .layout import Layout
 
 FORMAT_NAME = "depthscope-run"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)  # 1: no vocabulary.json (every run of schema 1 is byte-level or has no tokens)
 MANIFEST = "manifest.json"
+VOCABULARY = "vocabulary.json"
+VOCABULARY_FORMAT = "depthscope-vocabulary"
 SHARD_META = "shard.json"
 GRAD_NORMS = "grad_norms"
 SUMMARY_DIR = "summary"
@@ -113,6 +117,8 @@ class RunWriter:
     no per-token arrays (summary-only runs keep the manifest, grad-norm table and summaries). rank, world_size:
     this writer's shard (default: from torch.distributed when initialised, else 0 of 1). overwrite: replace an
     existing run at `path`; otherwise an existing run is an error. meta: extra manifest fields.
+    vocabulary: the text of each token id (index = id) for a tokenizer other than UTF-8 bytes, written to
+    vocabulary.json so that readers show real tokens; it may also come as the meta field "vocabulary".
     """
 
     def __init__(
@@ -126,6 +132,7 @@ class RunWriter:
         overwrite: bool = False,
         meta: dict | None = None,
         summary: Any = None,
+        vocabulary: Sequence[str] | None = None,
     ):
         if chunk_tokens < 1:
             raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
@@ -136,6 +143,7 @@ class RunWriter:
         self.overwrite = overwrite
         self.meta = dict(meta or {})
         self.summary = summary
+        self.vocabulary = None if vocabulary is None else [str(t) for t in vocabulary]
         self.tokens_flushed = 0
         self.max_buffered = 0  # most rows ever held in the chunk buffer (a memory bound, checked by tests)
         self._open = False
@@ -193,11 +201,20 @@ class RunWriter:
             "tables": {GRAD_NORMS: list(GRAD_NORM_COLUMNS)} if layout.grads else {},
             "summary": self.summary is not None,
         }
-        for key, value in {**meta, **self.meta}.items():
+        extra = {**meta, **self.meta}
+        vocabulary = self.vocabulary if self.vocabulary is not None else extra.pop("vocabulary", None)
+        extra.pop("vocabulary", None)
+        for key, value in extra.items():
             if key in ("format", "schema_version", "status"):
                 continue
             self.manifest[key] = json_safe(value)
+        if vocabulary is not None:
+            vocabulary = [str(t) for t in vocabulary]
+            self.manifest["vocabulary"] = {"file": VOCABULARY, "size": len(vocabulary)}
         if self.rank == 0:
+            if vocabulary is not None:  # before the manifest that names it
+                atomic_write_json(self.path / VOCABULARY, {"format": VOCABULARY_FORMAT, "size": len(vocabulary),
+                                                           "tokens": vocabulary})
             atomic_write_json(manifest_path, self.manifest)
         group = zarr.open_group(str(self.shard_dir), mode="w", zarr_format=3)
         group.attrs["depthscope"] = {"format": FORMAT_NAME, "schema_version": SCHEMA_VERSION, "rank": self.rank}
@@ -225,7 +242,7 @@ class RunWriter:
             shutil.rmtree(self.shard_dir)
         if self.rank == 0:
             for entry in self.path.iterdir():
-                if entry.name == MANIFEST:
+                if entry.name in (MANIFEST, VOCABULARY):
                     entry.unlink()
                 elif entry.name == SUMMARY_DIR and entry.is_dir():
                     shutil.rmtree(entry)

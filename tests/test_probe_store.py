@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import zarr
 
 from depthscope.models import DepthTransformer, ModelConfig
-from depthscope.probe import Probe, RunError, RunWriter, open_run
+from depthscope.probe import SCHEMA_VERSION, Probe, RunError, RunWriter, open_run
 
 torch.set_num_threads(1)
 
@@ -56,7 +56,7 @@ def test_round_trip_equals_the_in_memory_capture(tmp_path):
     mem = probe.arrays()
     assert run.complete and run.status == "complete" and run.mode == "capture"
     assert run.n_tokens == 7 * 16 == len(run.alpha)
-    assert run.manifest["seed"] == 5 and run.manifest["schema_version"] == 1
+    assert run.manifest["seed"] == 5 and run.manifest["schema_version"] == SCHEMA_VERSION == 2
     assert run.manifest["model"]["kind"] == "block_attnres" and run.manifest["model"]["config"]["d_model"] == 16
     assert run.sublayers == [1, 2, 3, 4, 5] and run.sublayer_labels[-1] == "final"
     assert run.valid.tolist() == [[True, False, False], [True, True, False], [True, True, False],
