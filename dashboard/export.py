@@ -184,6 +184,13 @@ def matrix_bytes(fig: go.Figure, fmt: str, style: str) -> bytes:
 # ------------------------------------------------------------------------------------------------ API
 
 
+def figure_bytes(fig: go.Figure, fmt: str, style: str, matrix: bool = False) -> bytes:
+    """Any figure (a builder's output) as `fmt` bytes: heatmaps through matplotlib when `matrix`, else kaleido."""
+    if matrix and any(isinstance(t, go.Heatmap) for t in fig.data):
+        return matrix_bytes(fig, fmt, style)
+    return line_bytes(fig, fmt, style)
+
+
 @dataclass
 class Exported:
     name: str  # file name (figure.format)

@@ -1,0 +1,91 @@
+"""Exported figures are printable: at single and double column width, no two text labels overlap and no text
+leaves the figure. Every figure of the export registry is drawn for each run kind of the demo bundle (against the
+residual baseline, with a filter, a clicked cell and token), plus the run-independent ones (evolution, gradient
+uniformity over checkpoints) and the paper's Fig. 9 set over all five mixers; each SVG is laid out by Chromium
+and its text boxes measured (tests/dashboard/text_boxes.py)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from text_boxes import Measurer  # tests/dashboard/text_boxes.py (pytest puts this folder on sys.path)
+
+DEMO = Path(__file__).resolve().parents[2] / "assets" / "demo"
+RUN_KINDS = ("block_attnres", "full_attnres", "residual", "denseformer", "mhc")
+STYLES = ("single", "double")
+PER_RUN = {
+    "routing": {"start": "0", "stop": "3000", "regex": "[a-z]"},
+    "cell": {"cell": "10,1"},
+    "tokens": {"wstart": "0", "wlen": "400", "stat": "long_range"},
+    "token_heatmap": {"wstart": "0", "wlen": "200", "stat": "embedding"},
+    "token_routing": {"token": "200"},
+    "token_norms": {"token": "200"},
+    "signal": {"quantity": "output_rms", "others": "full_attnres"},
+    "signal_input": {"quantity": "input_rms"},
+    "gradients": {"grad": "param", "others": "full_attnres"},
+    "gradients_activation": {"grad": "activation"},
+    "jumps": {},
+    "long_range": {},
+    "sinks": {},
+    "ablation": {},
+    "compare": {"other": "full_attnres"},
+    "compare_run": {"other": "full_attnres"},
+    "compare_other": {"other": "full_attnres"},
+}
+GLOBAL = {"grad_steps": {}, "evolution": {"step": "244"}, "evolution_stat": {"stat": "embedding"}}
+CASES = ([(run, fig, style) for run in RUN_KINDS for fig in PER_RUN for style in STYLES]
+         + [(None, fig, style) for fig in GLOBAL for style in STYLES]
+         + [(None, "mixing", style) for style in STYLES])
+
+pytestmark = pytest.mark.skipif(shutil.which("chromedriver") is None, reason="needs Debian's chromedriver")
+
+
+@pytest.fixture(scope="module")
+def measurer():
+    m = Measurer()
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def demo_catalogue():
+    from depthscope.dashboard.runs import Catalogue
+
+    return Catalogue(DEMO / "runs", background=False)
+
+
+@pytest.fixture(scope="module")
+def mixing_set():
+    """The five mixers' effective mixing matrices (the bundle's Fig. 9): recorded runs where they can give it, the
+    mHC model (streams are not recorded) from its checkpoint."""
+    from depthscope.dashboard.figure_set import mixing_frames
+
+    return mixing_frames({name: DEMO / "runs" / name for name in RUN_KINDS}, checkpoints=DEMO / "checkpoints")
+
+
+def _svg(demo_catalogue, mixing_set, run, figure, style, out: Path) -> Path:
+    from depthscope.dashboard import export
+
+    if figure == "mixing":
+        from depthscope.dashboard.figures import mixing_matrices
+
+        data = export.figure_bytes(mixing_matrices(mixing_set), "svg", style, matrix=True)
+    else:
+        params = {"run": run or "block_attnres", "baseline": "residual", "training": "block_attnres",
+                  **(PER_RUN.get(figure) or GLOBAL[figure])}
+        data = export.render(demo_catalogue, figure.split("_input")[0].split("_activation")[0], params, "svg",
+                             style).data
+    path = out / f"{run}-{figure}-{style}.svg"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("run,figure,style", CASES, ids=[f"{r or 'all'}-{f}-{s}" for r, f, s in CASES])
+def test_no_text_overlaps_or_leaves_the_figure(measurer, demo_catalogue, mixing_set, run, figure, style, tmp_path):
+    layout = measurer.layout(_svg(demo_catalogue, mixing_set, run, figure, style, tmp_path))
+    assert layout.texts, "no text measured: the SVG did not load"
+    overlaps, outside = layout.overlaps(), layout.outside()
+    assert not overlaps, f"{len(overlaps)} overlapping label pairs, e.g. {overlaps[:4]}"
+    assert not outside, f"{len(outside)} labels leave the figure, e.g. {outside[:4]}"
