@@ -29,14 +29,17 @@ PER_RUN = {
     "jumps": {},
     "long_range": {},
     "sinks": {},
-    "ablation": {},
     "compare": {"other": "full_attnres"},
     "compare_run": {"other": "full_attnres"},
     "compare_other": {"other": "full_attnres"},
 }
 GLOBAL = {"grad_steps": {}, "evolution": {"step": "244"}, "evolution_stat": {"stat": "embedding"}}
+# The causal source ablation takes minutes per run on a CPU: its builder draws the bundle's own tables
+# (assets/demo/analysis/<run>/causal.parquet, as analyses.ablation.source_ablation returns them).
+ABLATION_RUNS = ("full_attnres", "block_attnres")
 CASES = ([(run, fig, style) for run in RUN_KINDS for fig in PER_RUN for style in STYLES]
          + [(None, fig, style) for fig in GLOBAL for style in STYLES]
+         + [(run, "ablation", style) for run in ABLATION_RUNS for style in STYLES]
          + [(None, "mixing", style) for style in STYLES])
 
 pytestmark = pytest.mark.skipif(shutil.which("chromedriver") is None, reason="needs Debian's chromedriver")
@@ -72,9 +75,18 @@ def _svg(demo_catalogue, mixing_set, run, figure, style, out: Path) -> Path:
         from depthscope.dashboard.figures import mixing_matrices
 
         data = export.figure_bytes(mixing_matrices(mixing_set), "svg", style, matrix=True)
+    elif figure == "ablation":
+        import pandas as pd
+
+        from depthscope.dashboard.figures import ablation_vs_mass
+
+        table = pd.read_parquet(DEMO / "analysis" / run / "causal.parquet")
+        table = table[table["family"].str.startswith("source:")].copy()
+        table["source_label"], table["mean_share"] = table["family"].str.slice(len("source:")), table["mass"]
+        data = export.figure_bytes(ablation_vs_mass(table), "svg", style)
     else:
         params = {"run": run or "block_attnres", "baseline": "residual", "training": "block_attnres",
-                  **(PER_RUN.get(figure) or GLOBAL[figure])}
+                  **(PER_RUN[figure] if figure in PER_RUN else GLOBAL[figure])}
         data = export.render(demo_catalogue, figure.split("_input")[0].split("_activation")[0], params, "svg",
                              style).data
     path = out / f"{run}-{figure}-{style}.svg"
