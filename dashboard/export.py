@@ -49,10 +49,10 @@ def caption(manifest: dict) -> str:
     who = []
     if "run" in runs:
         who.append(f"run {runs['run']['id']}")
-    for key in ("other", "others"):
+    for key in ("other", "others", "mixing"):
         if key in runs:
             ids = runs[key] if isinstance(runs[key], list) else [runs[key]]
-            who.append("beside " + ", ".join(r["id"] for r in ids))
+            who.append(("beside " if who else "") + ", ".join(r["id"] for r in ids))
     if "baseline" in runs:
         who.append(f"against the baseline {runs['baseline']['id']}")
     text = parts[0].rstrip(".") + "."

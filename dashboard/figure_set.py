@@ -117,7 +117,8 @@ def _mixing(cat: Catalogue, spec: FigureSet) -> Exported:
     runs = {"mixing": [{"id": n, "path": str(cat.resolve(n))} for n in names]}
     manifest = manifest_for(fig, "fig9_mixing", "effective depth-mixing matrix M, row-normalised (analyses.mixing; "
                             "Hyper-Connection runs from their checkpoint's taps)", runs,
-                            {"runs": ",".join(names), "scale": spec.scale}, spec.fmt, spec.style, True)
+                            {"runs": ",".join(names), "scale": spec.scale}, spec.fmt, spec.style, True,
+                            "every recorded token (Hyper-Connection runs: held-out windows of their corpus)")
     manifest["file"] = f"fig9_mixing.{spec.fmt}"
     return Exported(manifest["file"], figure_bytes(fig, spec.fmt, spec.style, matrix=True), manifest,
                     caption(manifest))

@@ -21,6 +21,7 @@ from .figures.tokens import text_grid
 
 MIN_PANEL_IN = 1.05  # narrower panels are wrapped onto another row
 MIN_ROW_IN = {"single": 0.125, "double": 0.14}  # a row of cells is at least one label tall
+MAX_ROW_IN = 0.2
 MAX_HEIGHT_IN = 8.5
 
 
@@ -88,8 +89,8 @@ def matrix_bytes(fig: go.Figure, fmt: str, style: str, title: bool = False) -> b
     panels = []  # (z [rows, cols], x labels, y labels, trace)
     for t in heatmaps:
         if has_text:
-            text_pt = st.tick_pt
-            per_line = int((st.width_in - 0.75) * PT_PER_IN / (0.61 * text_pt))
+            # a monospace advance is 0.6 em; a cell a little wider keeps neighbours apart
+            per_line = int((st.width_in - (0.62 if style == "single" else 0.7) - 0.2) * PT_PER_IN / (0.68 * st.tick_pt))
             z, chars = _rewrap(t, per_line)
             panels.append((z, [], [], t, chars))
             continue
@@ -108,7 +109,8 @@ def matrix_bytes(fig: go.Figure, fmt: str, style: str, title: bool = False) -> b
     widest_row = max(sum(cols_per_panel[r * per_row:(r + 1) * per_row]) for r in range(grid_rows))
     cell_w = (free - 0.12 * (per_row - 1)) / widest_row
     rows = max(p[0].shape[0] for p in panels)
-    cell_h = max(cell_w, MIN_ROW_IN[style]) if not has_text else st.tick_pt * 1.35 / PT_PER_IN
+    # rows: square cells where that is between one label tall and MAX_ROW_IN, else the nearer bound
+    cell_h = min(max(cell_w, MIN_ROW_IN[style]), MAX_ROW_IN) if not has_text else st.tick_pt * 1.35 / PT_PER_IN
     panel_h = min(rows * cell_h, (MAX_HEIGHT_IN - 0.6) / grid_rows - 0.9)
     if has_text:
         xlabels_in = 0.0

@@ -46,7 +46,7 @@ def _name(value: str, root: Path, what: str) -> str:
     path = Path(value)
     if path.is_dir() and path.resolve().parent == root:
         return path.resolve().name
-    if (root / value).is_dir():
+    if Path(value).name == value and (root / value).is_dir():
         return value
     raise UsageError(f"{what} {value!r}: not a run in {root} (all runs of one figure set share one folder)")
 

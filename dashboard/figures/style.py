@@ -106,32 +106,38 @@ PRINT_STYLES = {
     "double": PrintStyle("double", 7.0, 9.0, 8.0, 1.2, 0.42),
 }
 PT_PER_IN = 72.0
-# Character advance of DejaVu Sans, in ems: an upper bound for tick-label widths (digits and lower case are
-# 0.55-0.64 em), used to decide how many labels fit before anything is drawn.
-CHAR_EM = 0.64
+# Character advances of DejaVu Sans in ems (rounded up a little): to decide how many labels fit before
+# anything is drawn. Digits and most lower case are 0.61-0.64 em.
+_NARROW, _SEMI, _WIDE = set("ijl.,:;'|!I"), set("frt -()[]/*"), set("mwMW@%")
 LINE_EM = 1.25  # the height of one line of text, in ems
 
 
 def text_width(text: str, size: float) -> float:
     """Upper bound of the drawn width of `text` at font size `size` (same unit as size)."""
-    return max(1, len(str(text))) * CHAR_EM * size
+    ems = sum(0.30 if c in _NARROW else 0.42 if c in _SEMI else 0.98 if c in _WIDE
+              else 0.74 if c.isupper() else 0.64 for c in str(text))
+    return max(ems, 0.64) * size
 
 
 def category_ticks(labels: list[str], length: float, size: float) -> tuple[list[int], int]:
     """Which of n evenly spaced category labels to show along an axis `length` long, and at what angle
     (0 or 90), so that no two labels collide at font size `size` (same unit as length).
 
-    Horizontal when every label fits (or every second one, which keeps alternating attn/mlp labels of one
-    kind); else rotated by 90 degrees, thinned to one label per line of text."""
+    Every label level when they fit, else every label turned by 90 degrees, else every second label level
+    (alternating attn / mlp labels keep one kind), else turned and thinned to one label per line of text."""
     n = len(labels)
     if n == 0:
         return [], 0
     slot = length / n
     widest = max(text_width(l, size) for l in labels) + 0.4 * size
-    for step in (1, 2):
-        if widest <= slot * step:
-            return list(range(0, n, step)), 0
-    step = max(1, int(np.ceil(LINE_EM * size / slot)))
+    line = LINE_EM * size
+    if widest <= slot:
+        return list(range(n)), 0
+    if line <= slot:
+        return list(range(n)), 90
+    if widest <= 2 * slot:
+        return list(range(0, n, 2)), 0
+    step = max(1, int(np.ceil(line / slot)))
     if step > 1 and step % 2 and n > 2:
         step += 1  # even steps keep one sublayer kind per tick (attn1, attn2, ...)
     return list(range(0, n, step)), 90
