@@ -93,6 +93,9 @@ def print_figure(fig: go.Figure, style: str, title: bool = False) -> go.Figure:
                 t.marker.size = min(t.marker.size or 6, 6) * 0.6
             if t.error_y is not None and t.error_y.array is not None:
                 t.error_y.thickness, t.error_y.width = 0.7, 2
+    for shape in fig.layout.shapes or ():  # reference lines (baseline, k) as thin as the data lines
+        if shape.line is not None:
+            shape.line.width = min(shape.line.width or 1.0, st.line_pt * PX_PER_PT)
     for a in fig.layout.annotations or ():
         a.font = dict(size=tick, color=(a.font.color if a.font else None))
     plot_w = width - 70  # tick labels and a y title take about this much
@@ -108,7 +111,13 @@ def print_figure(fig: go.Figure, style: str, title: bool = False) -> go.Figure:
                 axis.title.text = _wrap(axis.title.text, length, font)
                 axis.title.font = dict(size=font)
             ref = name[0] + name[5:]
-            if axis.type == "log":
+            if axis.type == "log" and axis.tickvals is not None:  # the builder's own ticks: thin if crowded
+                given = list(axis.tickvals)
+                room = max(1, int(length / (1.6 * LINE_EM * tick if letter == "y" else
+                                            max(text_width(tick_text(v), tick) for v in given) + tick)))
+                step = int(np.ceil(len(given) / room))
+                axis.update(tickmode="array", tickvals=given[::step], ticktext=[tick_text(v) for v in given[::step]])
+            elif axis.type == "log":
                 values = np.asarray([v for v in _trace_values(fig, letter, ref) if v is not None], dtype=float)
                 values = values[np.isfinite(values) & (values > 0)]
                 if values.size:

@@ -1,8 +1,9 @@
 """Exported figures are printable: at single and double column width, no two text labels overlap and no text
 leaves the figure. Every figure of the export registry is drawn for each run kind of the demo bundle (against the
 residual baseline, with a filter, a clicked cell and token), plus the run-independent ones (evolution, gradient
-uniformity over checkpoints) and the paper's Fig. 9 set over all five mixers; each SVG is laid out by Chromium
-and its text boxes measured (tests/dashboard/text_boxes.py)."""
+uniformity over checkpoints), the paper's Fig. 9 set over all five mixers, the causal-ablation scatter and the
+two sweep plots of the bundle; each SVG is laid out by Chromium and its text boxes measured
+(tests/dashboard/text_boxes.py)."""
 from __future__ import annotations
 
 import shutil
@@ -40,7 +41,8 @@ ABLATION_RUNS = ("full_attnres", "block_attnres")
 CASES = ([(run, fig, style) for run in RUN_KINDS for fig in PER_RUN for style in STYLES]
          + [(None, fig, style) for fig in GLOBAL for style in STYLES]
          + [(run, "ablation", style) for run in ABLATION_RUNS for style in STYLES]
-         + [(None, "mixing", style) for style in STYLES])
+         + [(None, "mixing", style) for style in STYLES]
+         + [(None, sweep, style) for sweep in ("sweep_block_size", "sweep_depth_width") for style in STYLES])
 
 pytestmark = pytest.mark.skipif(shutil.which("chromedriver") is None, reason="needs Debian's chromedriver")
 
@@ -75,6 +77,21 @@ def _svg(demo_catalogue, mixing_set, run, figure, style, out: Path) -> Path:
         from depthscope.dashboard.figures import mixing_matrices
 
         data = export.figure_bytes(mixing_matrices(mixing_set), "svg", style, matrix=True)
+    elif figure.startswith("sweep_"):  # as depthscope.sweep draws them, from the bundle's sweep tables
+        import pandas as pd
+
+        from depthscope.dashboard.figures import sweep_lines
+
+        if figure == "sweep_block_size":
+            table = pd.read_csv(DEMO.parent / "sweep" / "block_size.csv")
+            base = table[table.series == "residual"]["loss"]
+            fig = sweep_lines(table[table.series != "residual"], "block_size", "sublayers per block S (1 = Full AttnRes)",
+                              "Block size sweep", log_x=True, baseline=float(base.iloc[0]))
+        else:
+            table = pd.read_csv(DEMO.parent / "sweep" / "depth_width.csv")
+            fig = sweep_lines(table, "n_layers", "transformer blocks (width shrinks to keep parameters fixed)",
+                              "Depth against width", log_x=True)
+        data = export.figure_bytes(fig, "svg", style)
     elif figure == "ablation":
         import pandas as pd
 
