@@ -1,10 +1,10 @@
 """Export time per figure, this working tree beside a reference commit, measured in one run.
 
-Each side runs in its own process over the demo bundle (assets/demo/runs): it draws every figure once (warm-up:
-kaleido's Chromium starts, the runs' aggregates are computed), then times `depthscope.dashboard.export.render`
-of each figure `--repeats` times and keeps the median. The reference side imports the package from
-`git archive REF` unpacked into a temporary folder (same layout as the installed namespace), so both sides read
-the same runs on the same machine at the same time. Printed: seconds per figure, both sides and their ratio.
+Each side runs in its own process over the demo bundle (assets/demo/runs) and draws every figure once (warm-up:
+kaleido's Chromium starts, the runs' aggregates are computed). Then the two sides time
+`depthscope.dashboard.export.render` of each figure in turn, before / after / before / ..., `--repeats` times,
+so that a busy machine slows both alike; the ratio is the median of the paired ratios. The reference side imports
+the package from `git archive REF` unpacked into a temporary folder (same layout as the installed namespace).
 
     python bench/figures.py                  # against the commit before issue 13's changes
     python bench/figures.py --ref HEAD~3 --repeats 5 --style double --format pdf
@@ -12,7 +12,6 @@ the same runs on the same machine at the same time. Printed: seconds per figure,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -55,35 +54,36 @@ def package_from(ref: str, into: Path) -> Path:
     return into / "pkg"
 
 
-def measure(fmt: str, style: str, repeats: int) -> dict:
-    """In this process: seconds per figure (median of `repeats` after one warm-up draw)."""
-    import statistics
-
+def serve(fmt: str, style: str) -> None:
+    """Child: warm every case once, say "ready", then time case i for each line "i" read from stdin."""
     from depthscope.dashboard.export import render
     from depthscope.dashboard.runs import Catalogue
 
     cat = Catalogue(RUNS, background=False)
-    out = {}
     for figure, params in CASES:
-        key = f"{figure} ({params['run']})"
         render(cat, figure, params, fmt, style)  # warm: aggregates, kaleido, fonts
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            render(cat, figure, params, fmt, style)
-            times.append(time.perf_counter() - t0)
-        out[key] = statistics.median(times)
-    return out
+    print("ready", flush=True)
+    for line in sys.stdin:
+        figure, params = CASES[int(line)]
+        t0 = time.perf_counter()
+        render(cat, figure, params, fmt, style)
+        print(time.perf_counter() - t0, flush=True)
 
 
-def side(pythonpath: str | None, args) -> dict:
+def start(pythonpath: str | None, args) -> subprocess.Popen:
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, __file__, "--child", "--format", args.format, "--style", args.style,
-           "--repeats", str(args.repeats)]
-    done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, cwd=tempfile.gettempdir())
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    cmd = [sys.executable, __file__, "--child", "--format", args.format, "--style", args.style]
+    child = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             cwd=tempfile.gettempdir())  # not the repository: its depthscope/ would shadow PYTHONPATH
+    return child
+
+
+def ask(child: subprocess.Popen, case: int) -> float:
+    child.stdin.write(f"{case}\n")
+    child.stdin.flush()
+    return float(child.stdout.readline())
 
 
 def main() -> None:
@@ -95,21 +95,33 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        import depthscope
-
-        print(f"# {depthscope.__file__}", file=sys.stderr)
-        print(json.dumps(measure(args.format, args.style, args.repeats)))
+        serve(args.format, args.style)
         return
+    import statistics
+
     with tempfile.TemporaryDirectory() as tmp:
-        before = side(str(package_from(args.ref, Path(tmp))), args)
-    after = side(None, args)
-    print(f"export time per figure, {args.format} {args.style} column, median of {args.repeats} warm draws")
+        sides = [start(str(package_from(args.ref, Path(tmp))), args), start(None, args)]
+        for child in sides:  # both warm before any timing
+            if child.stdout.readline().strip() != "ready":
+                raise SystemExit("a side failed to start")
+        before, after, ratios = {}, {}, {}
+        for i, (figure, params) in enumerate(CASES):
+            key = f"{figure} ({params['run']})"
+            pairs = [(ask(sides[0], i), ask(sides[1], i)) for _ in range(args.repeats)]  # paired, interleaved
+            before[key] = statistics.median(b for b, _ in pairs)
+            after[key] = statistics.median(a for _, a in pairs)
+            ratios[key] = statistics.median(a / b for b, a in pairs)
+        for child in sides:
+            child.stdin.close()
+            child.wait()
+    print(f"export time per figure, {args.format} {args.style} column; both sides warm, draws interleaved; "
+          f"medians of {args.repeats} (ratio: median of the paired ratios)")
     print(f"{'figure':<28}{args.ref[:10]:>12}{'this tree':>12}{'ratio':>8}")
     for key in before:
-        b, a = before[key], after.get(key, float("nan"))
-        print(f"{key:<28}{b:>11.3f}s{a:>11.3f}s{a / b:>8.2f}")
-    total_b, total_a = sum(before.values()), sum(after.get(k, 0) for k in before)
-    print(f"{'mean':<28}{total_b / len(before):>11.3f}s{total_a / len(before):>11.3f}s{total_a / total_b:>8.2f}")
+        print(f"{key:<28}{before[key]:>11.3f}s{after[key]:>11.3f}s{ratios[key]:>8.2f}")
+    n = len(before)
+    print(f"{'mean':<28}{sum(before.values()) / n:>11.3f}s{sum(after.values()) / n:>11.3f}s"
+          f"{statistics.median(ratios.values()):>8.2f} (median ratio)")
 
 
 if __name__ == "__main__":
