@@ -184,10 +184,11 @@ def matrix_bytes(fig: go.Figure, fmt: str, style: str, title: bool = False) -> b
             text = plain(fig.layout.title.text).split("\n")[0]
             if text:
                 figure.suptitle(text, fontsize=st.font_pt + 0.5)
-        for _ in range(2):  # ticks by the estimated panel size, then again by the size the layout gave it
-            for task in ticks:
-                _set_ticks(*task, st)
-            figure.draw_without_rendering()
+        for task in ticks:  # ticks by the estimated panel size, one layout pass, then by the size it gave
+            _set_ticks(*task, st)
+        figure.draw_without_rendering()
+        for task in ticks:
+            _set_ticks(*task, st)
         buf = io.BytesIO()
         figure.savefig(buf, format=fmt, dpi=300, metadata=None if fmt == "png" else {"Creator": "depthscope"})
         plt.close(figure)
