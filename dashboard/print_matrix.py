@@ -186,7 +186,7 @@ def matrix_bytes(fig: go.Figure, fmt: str, style: str, title: bool = False) -> b
                 figure.suptitle(text, fontsize=st.font_pt + 0.5)
         for task in ticks:  # ticks by the estimated panel size, one layout pass, then by the size it gave
             _set_ticks(*task, st)
-        figure.draw_without_rendering()
+        figure.get_layout_engine().execute(figure)  # the layout alone: no artist is drawn
         for task in ticks:
             _set_ticks(*task, st)
         buf = io.BytesIO()
