@@ -76,8 +76,16 @@ def routing(cat: Catalogue, params: Params):
     result = data.routing(flt(params))
     sampled = f" — {result.note}" if result.note else ""
     title = f"Depth attention of {run_id}<br><sup>{flt(params).describe()}; {result.tokens:,} tokens{sampled}</sup>"
-    fig = F.routing_heatmap(result.frame, title, columns=data.columns)
+    fig = F.routing_heatmap(result.frame, title, columns=data.columns, scale=heatmap_scale(params))
     return fig, result
+
+
+def heatmap_scale(params: Params) -> str | None:
+    """The `scale` parameter (figures.style.HEATMAP_SCALES), None for the builders' default."""
+    scale = params.get("scale") or None
+    if scale is not None and scale not in F.style.HEATMAP_SCALES:
+        raise FilterError(f"scale must be one of {', '.join(F.style.HEATMAP_SCALES)}, got {scale!r}")
+    return scale
 
 
 def cell(cat: Catalogue, params: Params):
@@ -359,7 +367,7 @@ class FigureSpec:
 
 FIGURES: dict[str, FigureSpec] = {s.name: s for s in [
     FigureSpec("routing", lambda c, p: routing(c, p)[0], True, "token-averaged depth attention (mean weight)",
-               ("run", "start", "stop", "doc", "regex")),
+               ("run", "start", "stop", "doc", "regex", "scale")),
     FigureSpec("cell", lambda c, p: cell(c, p)[0] or F.empty_figure("No cell selected."), False,
                "distribution over tokens of one weight", ("run", "cell", "start", "stop", "doc", "regex")),
     FigureSpec("tokens", token_text, True, "text coloured by a per-token routing statistic",

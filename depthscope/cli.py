@@ -11,6 +11,8 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from depthscope import figures_cmd
+
 
 @dataclass(frozen=True)
 class Command:
@@ -507,6 +509,14 @@ COMMANDS: list[Command] = [
                "grad_steps, jumps, long_range, sinks, ablation, compare, compare_run, compare_other, evolution, "
                "evolution_stat. example: depthscope export runs/block8 --baseline runs/residual "
                "--figures routing,signal --format pdf --style double --out figs/",
+    ),
+    Command(
+        name="figures",
+        help="the paper's figure set of a run against a baseline (Figs. 5b/c, 8, 9, jumps, sinks) and a contact sheet",
+        add_arguments=figures_cmd.add_arguments,
+        run=figures_cmd.run,
+        description=figures_cmd.DESCRIPTION,
+        epilog=figures_cmd.EPILOG,
     ),
     Command(
         name="analyze",

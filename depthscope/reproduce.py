@@ -222,35 +222,23 @@ def write_report(cfg: ReproduceConfig, losses: pd.DataFrame) -> Path:
     """Stage 3: analyses, figures (SVG, vector heatmaps) and report.md."""
     from depthscope.analyses.analyze import analyze, write
     from depthscope.analyses.report import summary_markdown
-    from depthscope.dashboard.export import export_files, matrix_bytes
-    from depthscope.dashboard.figures import mixing_matrices
-    from depthscope.dashboard.runs import Catalogue
-
-    figures = cfg.out / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
-    runs = cfg.out / "runs"
-    cat = Catalogue(runs, background=False)
-
-    def export(figure: str, params: dict, stem: str) -> str:
-        [path] = export_files(cat, [figure], params, "svg", "double", figures / stem)
-        return str(path.relative_to(cfg.out))
+    from depthscope.dashboard.figure_set import FigureSet, write_figure_set
 
     missing = {"residual", "full_attnres", "block_attnres"} - set(cfg.mixers)
     if missing:
         raise ValueError(f"the report sets Full and Block AttnRes beside the residual baseline; add {sorted(missing)}")
-    versus = {"run": "block_attnres", "baseline": "residual", "others": "full_attnres"}
-    fig_paths = {
-        "signal_output": export("signal", {**versus, "quantity": "output_rms"}, "signal_output"),
-        "signal_input": export("signal", {**versus, "quantity": "input_rms"}, "signal_input"),
-        "grad_param": export("gradients", {**versus, "grad": "param"}, "gradients_param"),
-        "grad_activation": export("gradients", {**versus, "grad": "activation"}, "gradients_activation"),
-        "routing_full": export("routing", {"run": "full_attnres"}, "routing_full"),
-        "routing_block": export("routing", {"run": "block_attnres"}, "routing_block"),
-        "routing_recall": export("routing", {"run": RECALL_NAME}, "routing_recall"),
-    }
-    frames, ranks = _mixing_frames(cfg)
-    (figures / "mixing.svg").write_bytes(matrix_bytes(mixing_matrices(frames), "svg", "double"))
-    fig_paths["mixing"] = "figures/mixing.svg"
+    runs = cfg.out / "runs"
+    # the paper's figure set (`depthscope figures`): Figs. 5b/c, 8 (Full, Block, recall), 9 (every mixer)
+    spec = FigureSet(run="block_attnres", baseline="residual", others=["full_attnres"],
+                     routing=["full_attnres", RECALL_NAME], mixing=list(cfg.mixers),
+                     checkpoints=cfg.out / "checkpoints", fmt="svg", style="double")
+    write_figure_set(runs, spec, cfg.out / "figures")
+    fig_paths = {key: str((cfg.out / "figures" / f"{stem}.svg").relative_to(cfg.out)) for key, stem in (
+        ("signal_output", "fig5b_output_magnitude"), ("signal_input", "fig5b_input_magnitude"),
+        ("grad_param", "fig5c_gradient_magnitude"), ("grad_activation", "fig5c_activation_gradient"),
+        ("routing_full", "fig8_routing_full_attnres"), ("routing_block", "fig8_routing_block_attnres"),
+        ("routing_recall", f"fig8_routing_{RECALL_NAME}"), ("mixing", "fig9_mixing"))}
+    _, ranks = _mixing_frames(cfg)
     ranks.to_csv(cfg.out / "mixing_ranks.csv", index=False)
 
     summaries = {}

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .style import DIVERGING, FONT_SIZE, SEQUENTIAL, STAT_NAMES, base_layout, empty_figure, layout_dict
+from .style import (DEFAULT_HEATMAP_SCALE, DIVERGING, FONT_SIZE, HEATMAP_SCALES, POWER_GAMMA, SEQUENTIAL, STAT_NAMES,
+                    base_layout, empty_figure, layout_dict, warped_colorscale)
 
 PANELS = (("pre-attention", ("attn",)), ("pre-MLP / final", ("mlp", "final")))
 
@@ -52,16 +53,42 @@ def matrix(frame: pd.DataFrame, value: str = "mean", columns: list[str] | None =
     return z, labels, list(columns), slots, custom
 
 
+def block_starts(columns: list[str], z: np.ndarray) -> list[int]:
+    """Rows (of z [rows, columns]) where a new Block AttnRes block begins: the number of completed blocks a
+    sublayer may draw on (its finite `block*` columns) grows there. Empty for other mixers."""
+    blocks = [j for j, c in enumerate(columns) if str(c).startswith("block")]
+    if not blocks:
+        return []
+    done = np.isfinite(z[:, blocks]).sum(1)  # [rows]
+    return [i for i in range(1, len(done)) if done[i] > done[i - 1]]
+
+
 def routing_heatmap(frame: pd.DataFrame, title: str = "Token-averaged depth attention", value: str = "mean",
                     columns: list[str] | None = None, zmin: float | None = None, zmax: float | None = None,
                     diverging: bool = False, split: bool = True, colorbar_title: str | None = None,
-                    height: int | None = None) -> go.Figure:
+                    height: int | None = None, scale: str | None = None, gamma: float = POWER_GAMMA) -> go.Figure:
     """Consuming sublayer (rows, top = first) x source (columns) heatmap of `value`, in a pre-attention panel
     and a pre-MLP / final panel (split=False: one panel). Hover: exact value, tokens counted, std over tokens.
-    Clicking a cell yields customdata [slot, source_index, count, std]."""
+    Clicking a cell yields customdata [slot, source_index, count, std, value].
+
+    scale (sequential values; a diverging difference is always linear): "power" (default: colours spent as
+    value ** gamma, so that weights of 0.02-0.3 are told apart beside the embedding's 0.6-1.0), "log", "row"
+    (each row divided by its largest weight: where each sublayer looks, whatever its embedding share), or
+    "linear". The colour bar shows true values in every case but "row". Block AttnRes rows are ruled where a new
+    block begins."""
     if frame is None or len(frame) == 0:
         return empty_figure("This run recorded no depth-attention weights.", title)
+    scale = "linear" if diverging else (scale or DEFAULT_HEATMAP_SCALE)
+    if scale not in HEATMAP_SCALES:
+        raise ValueError(f"unknown heatmap scale {scale!r}; choose from {', '.join(HEATMAP_SCALES)}")
     z, labels, columns, slots, custom = matrix(frame, value, columns)
+    custom = np.concatenate([custom, z[..., None]], axis=-1)  # [rows, columns, 5]: the true value last
+    vname = colorbar_title or STAT_NAMES.get(value, value)
+    if scale == "row":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            peak = np.nanmax(np.abs(np.where(np.isfinite(z), z, np.nan)), axis=1, keepdims=True)  # [rows, 1]
+            z = np.where(peak > 0, z / peak, z)
+        zmin, zmax, vname = 0.0, 1.0, f"{vname} / row maximum"
     finite = z[np.isfinite(z)]
     if diverging:
         bound = float(np.max(np.abs(finite))) if finite.size else 1.0
@@ -75,11 +102,10 @@ def routing_heatmap(frame: pd.DataFrame, title: str = "Token-averaged depth atte
     groups = [[i for i, l in enumerate(labels) if panel_of(l) == p] for p in range(2)] if split else [list(range(len(labels)))]
     groups = [g for g in groups if g]
     names = [PANELS[panel_of(labels[g[0]])][0] if split else "all sublayers" for g in groups]
-    vname = colorbar_title or STAT_NAMES.get(value, value)
     # Built as one dict and validated once: many update_* calls cost ~100 ms per figure on a busy CPU.
     gap, n = 0.12, len(groups)
     width = (0.94 - gap * (n - 1)) / n
-    traces, layout = [], {}
+    traces, layout, shapes = [], {}, []
     axis_style = dict(showgrid=False, ticks="", showline=False, zeroline=False, type="category")
     for k, g in enumerate(groups):
         zz = z[g]
@@ -90,9 +116,12 @@ def routing_heatmap(frame: pd.DataFrame, title: str = "Token-averaged depth atte
             type="heatmap", z=zz[:, keep], x=[columns[j] for j in keep], y=[labels[i] for i in g],
             customdata=custom[g][:, keep], coloraxis="coloraxis", xgap=1, ygap=1, xaxis="x" + suffix,
             yaxis="y" + suffix,
-            hovertemplate=("consumer %{y}<br>source %{x}<br>" + vname + " %{z:.4f}"
+            hovertemplate=("consumer %{y}<br>source %{x}<br>" + STAT_NAMES.get(value, value) + " %{customdata[4]:.4f}"
                            "<br>tokens %{customdata[2]:,.0f}<br>std over tokens %{customdata[3]:.4f}<extra></extra>"),
         ))
+        for row in block_starts([columns[j] for j in keep], zz[:, keep]):
+            shapes.append(dict(type="line", xref=f"x{suffix} domain", x0=0, x1=1, yref="y" + suffix, y0=row - 0.5,
+                               y1=row - 0.5, line=dict(color="white", width=2.5)))
         x0 = k * (width + gap)
         layout["xaxis" + suffix] = dict(axis_style, domain=[x0, x0 + width], anchor="y" + suffix,
                                         title=dict(text="source"), tickangle=-45 if len(keep) > 8 else 0)
@@ -101,8 +130,11 @@ def routing_heatmap(frame: pd.DataFrame, title: str = "Token-averaged depth atte
     layout["annotations"] = [dict(text=name, x=k * (width + gap) + width / 2, y=1.0, xref="paper", yref="paper",
                                   xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=FONT_SIZE + 1))
                              for k, name in enumerate(names)]
-    layout["coloraxis"] = dict(colorscale=DIVERGING if diverging else SEQUENTIAL, cmin=zmin, cmax=zmax,
+    layout["shapes"] = shapes
+    colours = DIVERGING if diverging else warped_colorscale(SEQUENTIAL, scale, zmin, zmax, gamma)
+    layout["coloraxis"] = dict(colorscale=colours, cmin=zmin, cmax=zmax,
                                colorbar=dict(title=dict(text=vname, side="right"), thickness=14))
+    layout["meta"] = {"scale": scale, **({"gamma": gamma} if scale == "power" else {})}
     n_rows = max(len(g) for g in groups)
     layout.update(layout_dict(title, height or int(min(900, max(360, 150 + 22 * n_rows)))))
     return go.Figure(dict(data=traces, layout=layout))

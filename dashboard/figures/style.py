@@ -1,6 +1,9 @@
 """One look for the app, notebooks and exported figures: fonts, colour-blind-safe scales, run colours."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import plotly.graph_objects as go
 
 FONT = "DejaVu Sans, Arial, Helvetica, sans-serif"
@@ -82,3 +85,120 @@ def empty_figure(message: str, title: str = "") -> go.Figure:
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return base_layout(fig, title, height=260)
+
+
+# ------------------------------------------------------------------------------------------------ print
+
+@dataclass(frozen=True)
+class PrintStyle:
+    """A paper column: the figure's width, its font sizes in points at that width, and line weights."""
+
+    name: str
+    width_in: float
+    font_pt: float  # axis titles, legend, panel titles
+    tick_pt: float  # tick labels, colour-bar labels
+    line_pt: float  # data lines
+    aspect: float  # height / width of a line plot with one panel
+
+
+PRINT_STYLES = {
+    "single": PrintStyle("single", 3.4, 8.0, 7.0, 1.0, 0.78),
+    "double": PrintStyle("double", 7.0, 9.0, 8.0, 1.2, 0.42),
+}
+PT_PER_IN = 72.0
+# Character advances of DejaVu Sans in ems (rounded up a little): to decide how many labels fit before
+# anything is drawn. Digits and most lower case are 0.61-0.64 em.
+_NARROW, _SEMI, _WIDE = set("ijl.,:;'|!I"), set("frt -()[]/*"), set("mwMW@%")
+LINE_EM = 1.25  # the height of one line of text, in ems
+
+
+def text_width(text: str, size: float) -> float:
+    """Upper bound of the drawn width of `text` at font size `size` (same unit as size)."""
+    ems = sum(0.30 if c in _NARROW else 0.42 if c in _SEMI else 0.98 if c in _WIDE
+              else 0.74 if c.isupper() else 0.64 for c in str(text))
+    return max(ems, 0.64) * size
+
+
+def category_ticks(labels: list[str], length: float, size: float) -> tuple[list[int], int]:
+    """Which of n evenly spaced category labels to show along an axis `length` long, and at what angle
+    (0 or 90), so that no two labels collide at font size `size` (same unit as length).
+
+    Every label level when they fit, else every label turned by 90 degrees, else every second label level
+    (alternating attn / mlp labels keep one kind), else turned and thinned to one label per line of text."""
+    n = len(labels)
+    if n == 0:
+        return [], 0
+    slot = length / n
+    widest = max(text_width(l, size) for l in labels) + 0.4 * size
+    line = LINE_EM * size
+    if widest <= slot:
+        return list(range(n)), 0
+    if line <= slot:
+        return list(range(n)), 90
+    if widest <= 2 * slot:
+        return list(range(0, n, 2)), 0
+    step = max(1, int(np.ceil(line / slot)))
+    if step > 1 and step % 2 and n > 2:
+        step += 1  # even steps keep one sublayer kind per tick (attn1, attn2, ...)
+    return list(range(0, n, step)), 90
+
+
+def log_ticks(lo: float, hi: float, length: float, size: float) -> list[float]:
+    """Tick values for a log axis spanning lo..hi (> 0) on `length` (same unit as size): 1-2-5 per decade when
+    they fit at one label per 1.6 lines of text, else 1-3, else powers of ten, else every k-th power."""
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0 or hi <= 0:
+        return []
+    lo, hi = min(lo, hi), max(lo, hi)
+    decades = max(np.log10(hi) - np.log10(lo), 1e-9)
+    room = length / (1.6 * LINE_EM * size)  # labels that fit along the axis
+    d0, d1 = int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi)))
+    for mantissas in ((1, 2, 5), (1, 3), (1,)):
+        ticks = [m * 10.0 ** d for d in range(d0, d1 + 1) for m in mantissas]
+        ticks = [t for t in ticks if lo <= t <= hi]
+        if len(ticks) <= room and len(ticks) >= 2 or (mantissas == (1,) and len(ticks) <= room):
+            return ticks
+    every = int(np.ceil(decades / max(room - 1, 1)))
+    return [10.0 ** d for d in range(d0, d1 + 1, max(every, 1)) if lo <= 10.0 ** d <= hi]
+
+
+def tick_text(value: float) -> str:
+    """A log-axis tick label: 0.02, 0.5, 3, 10, 2k, 1M."""
+    if value >= 1e6:
+        return f"{value / 1e6:g}M"
+    if value >= 1e4:
+        return f"{value / 1e3:g}k"
+    return f"{value:g}"
+
+
+# ------------------------------------------------------------------------------------------------ colour scales
+
+HEATMAP_SCALES = ("power", "log", "row", "linear")
+DEFAULT_HEATMAP_SCALE = "power"  # the embedding's 0.6-1.0 would otherwise paint every other source one colour
+POWER_GAMMA = 0.5
+
+
+def warped_colorscale(base, scale: str, zmin: float, zmax: float, gamma: float = POWER_GAMMA, stops: int = 33):
+    """An explicit Plotly colour scale that draws values zmin..zmax linearly in *value* but spends the colours
+    like a power (colour position = u ** gamma, u the value's place in zmin..zmax) or log scale would. The data
+    and the colour bar keep their true values; only where the colours change is moved, so the matplotlib export
+    (which reads the stops) draws the very same mapping."""
+    from plotly.colors import sample_colorscale
+
+    if scale not in ("power", "log") or not (np.isfinite(zmin) and np.isfinite(zmax)) or zmax <= zmin:
+        return base
+    s = np.linspace(0.0, 1.0, stops)  # colour positions
+    if scale == "power":
+        u = s ** (1.0 / gamma)
+    else:  # log: colour position = log(v / lo) / log(hi / lo), with lo a positive floor
+        lo = zmin if zmin > 0 else zmax * 1e-3
+        v = lo * (zmax / lo) ** s
+        u = np.clip((v - zmin) / (zmax - zmin), 0.0, 1.0)
+        u[0] = 0.0
+    colours = sample_colorscale(base, list(s))
+    out, last = [], -1.0
+    for pos, colour in zip(u, colours):
+        pos = float(min(1.0, max(pos, last + 1e-9)))
+        out.append([pos, colour])
+        last = pos
+    out[-1][0] = 1.0
+    return out

@@ -65,7 +65,7 @@ def test_export_matrix_is_true_vector_with_manifest(catalogue, runs_dir, fmt, tm
         assert data.startswith(b"\x89PNG\r\n\x1a\n")
     manifest = json.loads(path.with_name(path.name + ".json").read_text())
     assert manifest["runs"]["run"]["id"] == "block" and manifest["statistic"] and manifest["code_version"]
-    assert manifest["style"] == "single" and manifest["width_in"] == 3.5
+    assert manifest["style"] == "single" and manifest["width_in"] == 3.4
     assert tree_state(runs_dir) == before  # nothing written into the runs
 
 
@@ -77,7 +77,7 @@ def test_cli_export_lines_through_kaleido(runs_dir, tmp_path, capsys):
                "--figures", "signal,routing", "--format", "svg", "--style", "double", "--out", str(out)])
     assert rc == 0
     svg = (out / "signal.svg").read_text()
-    assert "<svg" in svg and "ratio to baseline" in svg
+    assert "<svg" in svg and "ratio to" in svg and "baseline" in svg  # the axis title may wrap at print size
     assert json.loads((out / "signal.svg.json").read_text())["renderer"] == "plotly + kaleido"
     assert main(["export", str(runs_dir / "broken"), "--figures", "routing", "--out", str(out)]) == 1
     with pytest.raises(SystemExit):
