@@ -62,6 +62,7 @@ class LadderConfig:
     block_size: int = 4  # Block AttnRes sublayers per block (the report's S), the same at every rung
     recipe: ReproduceConfig = field(default_factory=lambda: ReproduceConfig(out=None))
     progress: bool = True
+    figures: bool = True  # False: tables and report.md only (a machine without Chromium for kaleido)
 
     def __post_init__(self) -> None:
         if not self.rungs:
@@ -347,6 +348,8 @@ def add_ladder_arguments(parser) -> None:
     group.add_argument("--corpora", default="pydoc,bible:1+3",
                        help="comma-separated corpora, each on every rung or on NAME:RUNG+RUNG only "
                             "(default: %(default)s)")
+    group.add_argument("--no-figures", action="store_true",
+                       help="tables and report.md only, no SVG figures (a machine without Chromium)")
     group.add_argument("--block-size", type=int, default=4,
                        help="Block AttnRes sublayers per block S, the same at every rung (default: %(default)s)")
 
@@ -366,7 +369,8 @@ def run_ladder_command(args) -> int:
                              batch_size=args.batch_size, lr=args.lr, record_tokens=args.record_tokens)
     try:
         cfg = LadderConfig(out=Path(args.out), rungs=rungs, corpora=corpora, seeds=seeds,
-                           block_size=args.block_size, recipe=recipe, progress=not args.no_progress)
+                           block_size=args.block_size, recipe=recipe, progress=not args.no_progress,
+                           figures=not args.no_figures)
     except ValueError as err:
         raise UsageError(str(err)) from None
     report = ladder(cfg)

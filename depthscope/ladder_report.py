@@ -34,8 +34,10 @@ def _ci(value: float, low: float, high: float, digits: int = 3) -> str:
     return _fmt_ci(value, low, high, digits)
 
 
-def figures(cfg: LadderConfig, table: pd.DataFrame, seeds: pd.DataFrame) -> dict[str, str]:
-    """One small SVG per claim: the statistic against parameters, per corpus; returns claim -> relative path."""
+def figures(cfg: LadderConfig, table: pd.DataFrame, seeds: pd.DataFrame,
+            only: tuple[str, ...] | None = None) -> dict[str, str]:
+    """One small SVG per claim (or per claim in `only`): the statistic against parameters, per corpus; returns
+    claim -> path relative to the ladder's folder."""
     from depthscope.dashboard.export import line_bytes
     from depthscope.dashboard.figures import ladder_lines
 
@@ -44,6 +46,8 @@ def figures(cfg: LadderConfig, table: pd.DataFrame, seeds: pd.DataFrame) -> dict
     paths = {}
     for key, claim in ladder_claims().items():
         part = table[table["claim"] == key]
+        if only is not None and key not in only:
+            continue
         if not len(part):
             continue
         side = "paper: above" if claim.side == ">" else "paper: below"
@@ -61,9 +65,11 @@ def _outcome_line(claim, trend_rows: pd.DataFrame, table: pd.DataFrame) -> str:
     for row in trend_rows.itertuples():
         steps = table[(table["corpus"] == row.corpus) & (table["claim"] == claim.key)].sort_values("params")
         values = " -> ".join(f"{_ci(r.value, r.ci_low, r.ci_high)} ({r.verdict})" for r in steps.itertuples())
-        parts.append(f"{row.corpus}: **{row.outcome}** — {claim.statistic} {values}; change bottom -> top "
-                     f"{_ci(row.change, row.change_low, row.change_high)} ({row.direction})")
-    return f"- {claim.text}. " + "; ".join(parts) + "."
+        change = (f"change bottom -> top {_ci(row.change, row.change_low, row.change_high)} ({row.direction})"
+                  if row.rungs > 1 else "one rung only")
+        parts.append(f"{row.corpus}: **{row.outcome}** — {claim.statistic} {values}; {change}")
+    return f"- {SHORT_TITLES.get(claim.key, claim.key)} ({claim.statistic} {claim.side} {claim.threshold:g}). " \
+           + "; ".join(parts) + "."
 
 
 def write_report(cfg: LadderConfig, losses: pd.DataFrame, seeds: pd.DataFrame,
@@ -75,7 +81,8 @@ def write_report(cfg: LadderConfig, losses: pd.DataFrame, seeds: pd.DataFrame,
     table.to_csv(cfg.out / "ladder.csv", index=False)
     trend = trends(table)
     trend.to_csv(cfg.out / "trends.csv", index=False)
-    paths = figures(cfg, table, seeds)
+    partial = progress is not None and progress[0] < progress[1]
+    paths = figures(cfg, table, seeds, only=FINDINGS if partial else None) if cfg.figures else {}
     claims = ladder_claims()
     rc = cfg.recipe
     lines = [
@@ -90,7 +97,7 @@ def write_report(cfg: LadderConfig, losses: pd.DataFrame, seeds: pd.DataFrame,
         f"residual baseline.",
         "",
         *([f"**Part-way: {progress[0]} of {progress[1]} (corpus, rung) jobs done**; the ladder resumes where it "
-           "stopped when run again with the same settings.", ""] if progress and progress[0] < progress[1] else []),
+           "stopped when run again with the same settings.", ""] if partial else []),
         "| rung | transformer blocks | sublayers | d_model | Block AttnRes N | parameters | training tokens | corpora |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -144,10 +151,11 @@ def write_report(cfg: LadderConfig, losses: pd.DataFrame, seeds: pd.DataFrame,
                          f"{_ci(hit.iloc[0]['value'], hit.iloc[0]['ci_low'], hit.iloc[0]['ci_high'])} "
                          f"{hit.iloc[0]['verdict']}")
         outcome = "; ".join(f"{r.corpus}: {r.outcome}" for r in trend[trend["claim"] == key].itertuples())
-        lines.append(f"| {claim.text.format(kind='block_attnres')} | {claim.statistic} "
+        lines.append(f"| {SHORT_TITLES.get(key, key)} | {claim.statistic} "
                      f"({claim.side} {claim.threshold:g}) | " + " | ".join(cells) + f" | {outcome} |")
     others = [k for k in claims if k not in FINDINGS and k in paths]
-    lines += ["", "Figures of the other claims: " + ", ".join(f"[{k}]({paths[k]})" for k in others) + ".", "",
+    lines += ["", *(["Figures of the other claims: " + ", ".join(f"[{k}]({paths[k]})" for k in others) + ".", ""]
+                    if others else []),
               "Tables: `losses.csv` (one row per trained model), `ladder_seeds.csv` (each seed's statistic and "
               "bootstrap interval), `ladder.csv` (per rung, over seeds), `trends.csv` (bottom -> top).", ""]
     path = cfg.out / "report.md"

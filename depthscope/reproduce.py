@@ -281,7 +281,9 @@ def write_report(cfg: ReproduceConfig, losses: pd.DataFrame) -> Path:
         "",
         "The paper trained 194M-48B-parameter models on up to 1T tokens; these models have well under a million "
         "parameters. Qualitative signal effects can show at this scale; loss differences are small and noisy, "
-        "so they are given with 95 % intervals over seeds and should be read as such.",
+        "so they are given with 95 % intervals over seeds and should be read as such. How the findings move "
+        "with scale: `depthscope reproduce --ladder` (in this repository, [assets/ladder/report.md]"
+        "(../ladder/report.md)).",
         "",
         "## Held-out loss at equal compute",
         "",
