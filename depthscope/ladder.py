@@ -235,7 +235,10 @@ def combine_seeds(rows: pd.DataFrame) -> pd.DataFrame:
             se_within = ((group["ci_high"] - group["ci_low"]).to_numpy(float) / (2 * Z95))
             n = len(v)
             between = v.var(ddof=1) if n > 1 else 0.0
-            se = float(np.sqrt(np.nanmean(se_within ** 2) / n + between / n))
+            # a recording too short for a bootstrap interval adds nothing within; one seed without one: no interval
+            within = float(np.mean(se_within[np.isfinite(se_within)] ** 2)) if np.isfinite(se_within).any() else (
+                0.0 if n > 1 else np.nan)
+            se = float(np.sqrt(within / n + between / n))
             value = float(v.mean())
             low, high = value - Z95 * se, value + Z95 * se
             extra = dict(boundaries=np.nan, resets=np.nan)
