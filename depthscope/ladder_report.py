@@ -89,7 +89,8 @@ def write_report(cfg: LadderConfig, losses: pd.DataFrame, seeds: pd.DataFrame,
         "# Do the paper's findings appear with scale? The ladder",
         "",
         f"Written by `depthscope reproduce --ladder` (settings in `settings.json`). The demo report's comparison, "
-        f"residual against Block AttnRes, repeated at {len(cfg.rungs)} rungs that grow depth, width and training "
+        f"residual against Block AttnRes, repeated at {len(cfg.rungs)} rung{'s' * (len(cfg.rungs) != 1)} that grow "
+        f"depth, width and training "
         f"tokens together, with the same recipe (batch {rc.batch_size} x {rc.seq_len} bytes, peak learning rate "
         f"{rc.lr:g}, {rc.n_heads} heads, warm-up and evaluation as in `reproduce`), Block AttnRes with "
         f"S = {cfg.block_size} sublayers per block at every rung, seeds {', '.join(map(str, cfg.seeds))}, each "
