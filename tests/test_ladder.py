@@ -19,9 +19,9 @@ OUTCOMES = {"holds", "does not hold", "trend towards the paper", "trend away fro
 
 def _tiny(out) -> LadderConfig:
     # Block size 2: rung 1 has N = 2 blocks (one boundary), rung 2 N = 3 (two boundaries) per seed.
-    # 1,024 recorded tokens: four bootstrap blocks per recording (analyses.groups.BLOCK_TOKENS)
-    recipe = ReproduceConfig(out=None, n_heads=2, seq_len=32, batch_size=8, record_tokens=1024)
-    return LadderConfig(out=out, rungs=(Rung(2, 16, 8 * 32 * 8), Rung(3, 24, 8 * 32 * 12)),
+    # 768 recorded tokens: three bootstrap blocks per recording (analyses.groups.BLOCK_TOKENS)
+    recipe = ReproduceConfig(out=None, n_heads=2, seq_len=32, batch_size=8, record_tokens=768)
+    return LadderConfig(out=out, rungs=(Rung(2, 16, 8 * 32 * 6), Rung(3, 24, 8 * 32 * 8)),
                         corpora={"pydoc": None}, seeds=(0, 1), block_size=2, recipe=recipe, progress=False)
 
 
@@ -84,7 +84,7 @@ def test_tiny_ladder_end_to_end_and_resume(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(cfg.out / "ladder.csv"), table)
 
     # A changed rung retrains only that rung's models.
-    cfg.rungs = (cfg.rungs[0], Rung(3, 24, 8 * 32 * 10))
+    cfg.rungs = (cfg.rungs[0], Rung(3, 24, 8 * 32 * 7))
     ladder(cfg)
     after = _weights(cfg)
     changed = {k for k in before if after[k] != before[k]}
