@@ -32,6 +32,6 @@ def ladder_lines(table: pd.DataFrame, y_title: str, title: str, seeds: pd.DataFr
         fig.add_hline(y=threshold, line=dict(color="#555", dash="dot"), annotation_text=threshold_text,
                       annotation_position="top left")
     fig.update_xaxes(title_text="parameters", type="log", tickvals=sorted(table["params"].unique()),
-                     tickformat="~s")
+                     tickformat=".3~s")
     fig.update_yaxes(title_text=y_title)
     return base_layout(fig, title, height=340)
