@@ -14,6 +14,7 @@ claimed side, **does not hold** when it lies wholly on the other side, **inconcl
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -88,7 +89,50 @@ class _Lookup:
         return self.cmp.get(name)
 
 
-def _claim_one(look, run, name, threshold, side, text):
+@dataclass(frozen=True)
+class Claim:
+    """One of the paper's findings as a test on one statistic: `statistic side threshold`.
+
+    scope: "residual" (an estimate on the baseline run), "attnres" (an estimate on the AttnRes run) or "diff"
+    (the AttnRes run minus the baseline, from the compare table; threshold 0). `text` may name {kind}, the
+    AttnRes run's model kind."""
+    key: str
+    statistic: str
+    scope: str
+    threshold: float
+    side: str
+    text: str
+
+
+CLAIMS: dict[str, Claim] = {c.key: c for c in (
+    Claim("growth", "input_rms_log_slope", "residual", 0.0, ">", "Baseline hidden-state RMS grows with depth"),
+    Claim("growth3", "input_rms_log_slope3", "residual", 0.0, ">",
+          "... and still grows after the first transformer block (sublayers 3..L)"),
+    Claim("attnres_growth", "input_rms_log_slope", "attnres", 0.0, ">",
+          "Hidden-state RMS grows with depth in {kind} too (the paper: bounded)"),
+    Claim("bounded", "input_rms_last_first", "diff", 0.0, "<",
+          "This run's hidden-state RMS grows less than the baseline's (last/first ratio lower)"),
+    Claim("bounded3", "input_rms_log_slope3", "diff", 0.0, "<",
+          "... also after the first transformer block (log-slope over sublayers 3..L lower)"),
+    Claim("output_bounded", "output_rms_last_first", "diff", 0.0, "<",
+          "This run's sublayer-output RMS grows less than the baseline's"),
+    Claim("uniform_grads", "grad_rms_cv", "diff", 0.0, "<",
+          "Activation gradients are more uniform across depth than the baseline's (lower CV)"),
+    Claim("uniform_param_grads", "param_grad_cv", "diff", 0.0, "<",
+          "Parameter gradients are more uniform across depth than the baseline's (lower CV)"),
+    Claim("locality", "locality_excess", "attnres", 0.0, ">", "Locality is preserved"),
+    Claim("embedding", "embedding", "attnres", EMBEDDING_MIN, ">", "The embedding keeps non-trivial weight"),
+    Claim("embedding_attn_mlp", "embedding_attn_minus_mlp", "attnres", 0.0, ">",
+          "Pre-attention inputs put more weight on the embedding than pre-MLP inputs"),
+    Claim("sharper_mlp", "norm_entropy_mlp_minus_attn", "attnres", 0.0, "<",
+          "Pre-MLP inputs route more sharply (lower normalised entropy) than pre-attention"),
+    Claim("jumps", "jump_rate", "attnres", JUMP_MIN, ">", "Long-range jumps are present"),
+    Claim("loss", "loss", "diff", 0.0, "<", "This run's loss is lower than the baseline's (single seed)"),
+)}
+
+
+def _claim_one(look, run, claim: Claim, kind: str = ""):
+    name, threshold, side, text = claim.statistic, claim.threshold, claim.side, claim.text.format(kind=kind)
     row = look.e(run, name)
     if row is None:
         return f"- {text}: not measurable here ({name} unavailable)."
@@ -96,7 +140,8 @@ def _claim_one(look, run, name, threshold, side, text):
     return f"- {text}: **{v}** — {name} = {_ci(row)} (threshold {side} {threshold}; run {run})."
 
 
-def _claim_diff(look, name, side, text):
+def _claim_diff(look, claim: Claim):
+    name, side, text = claim.statistic, claim.side, claim.text
     row = look.c(name)
     if row is None:
         return f"- {text}: not measurable here ({name} unavailable in both runs)."
@@ -147,20 +192,12 @@ def summary_markdown(analysis) -> str:
     residual = next((r for r in runs if r.kind == "residual"), None)
     attnres = next((r for r in runs if r.kind in ("full_attnres", "block_attnres")), None)
     if residual is not None:
-        lines.append(_claim_one(look, residual.name, "input_rms_log_slope", 0.0, ">",
-                                "Baseline hidden-state RMS grows with depth"))
-        lines.append(_claim_one(look, residual.name, "input_rms_log_slope3", 0.0, ">",
-                                "... and still grows after the first transformer block (sublayers 3..L)"))
+        lines.append(_claim_one(look, residual.name, CLAIMS["growth"]))
+        lines.append(_claim_one(look, residual.name, CLAIMS["growth3"]))
     if attnres is not None:
-        lines.append(_claim_one(look, attnres.name, "input_rms_log_slope", 0.0, ">",
-                                f"Hidden-state RMS grows with depth in {attnres.kind} too (the paper: bounded)"))
+        lines.append(_claim_one(look, attnres.name, CLAIMS["attnres_growth"], attnres.kind))
     if base is not None:
-        lines.append(_claim_diff(look, "input_rms_last_first", "<",
-                                 "This run's hidden-state RMS grows less than the baseline's (last/first ratio lower)"))
-        lines.append(_claim_diff(look, "input_rms_log_slope3", "<",
-                                 "... also after the first transformer block (log-slope over sublayers 3..L lower)"))
-        lines.append(_claim_diff(look, "output_rms_last_first", "<",
-                                 "This run's sublayer-output RMS grows less than the baseline's"))
+        lines += [_claim_diff(look, CLAIMS[key]) for key in ("bounded", "bounded3", "output_bounded")]
     resets = t.get("block_resets")
     if resets is not None:
         part = resets[(resets["quantity"] == "input_rms") & resets["reset"].notna()]
@@ -169,19 +206,11 @@ def summary_markdown(analysis) -> str:
                          f"{int(part['reset'].astype(bool).sum())} of {len(part)} boundaries; within-block growth "
                          f"last/first {_fmt(part['within'].mean())} on average (table block_resets).")
     if base is not None:
-        lines.append(_claim_diff(look, "grad_rms_cv", "<",
-                                 "Activation gradients are more uniform across depth than the baseline's (lower CV)"))
-        lines.append(_claim_diff(look, "param_grad_cv", "<",
-                                 "Parameter gradients are more uniform across depth than the baseline's (lower CV)"))
+        lines += [_claim_diff(look, CLAIMS[key]) for key in ("uniform_grads", "uniform_param_grads")]
     if attnres is not None:
         n = attnres.name
-        lines.append(_claim_one(look, n, "locality_excess", 0.0, ">", "Locality is preserved"))
-        lines.append(_claim_one(look, n, "embedding", EMBEDDING_MIN, ">", "The embedding keeps non-trivial weight"))
-        lines.append(_claim_one(look, n, "embedding_attn_minus_mlp", 0.0, ">",
-                                "Pre-attention inputs put more weight on the embedding than pre-MLP inputs"))
-        lines.append(_claim_one(look, n, "norm_entropy_mlp_minus_attn", 0.0, "<",
-                                "Pre-MLP inputs route more sharply (lower normalised entropy) than pre-attention"))
-        lines.append(_claim_one(look, n, "jump_rate", JUMP_MIN, ">", "Long-range jumps are present"))
+        lines += [_claim_one(look, n, CLAIMS[key])
+                  for key in ("locality", "embedding", "embedding_attn_mlp", "sharper_mlp", "jumps")]
         src = attnres.tables.get("routing_sources") if attnres is not analysis else t.get("routing_sources")
         if src is not None:
             sinks = src[src["is_sink"]]
@@ -190,7 +219,7 @@ def summary_markdown(analysis) -> str:
                          + (f", e.g. {', '.join((sinks['sublayer_label'] + '<-' + sinks['source_label']).head(6))}"
                             if len(sinks) else "") + ".")
     if base is not None:
-        lines.append(_claim_diff(look, "loss", "<", "This run's loss is lower than the baseline's (single seed)"))
+        lines.append(_claim_diff(look, CLAIMS["loss"]))
     lines.append("")
 
     ranks = [(r.name, r.tables.get("mixing_rank") if r is analysis else t.get("baseline_mixing_rank")) for r in runs]

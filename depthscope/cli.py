@@ -384,8 +384,9 @@ def _add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, cpu or cuda (default: %(default)s)")
     parser.add_argument("--budget", type=float, default=d.budget_tokens,
                         help="training tokens per model, the same for every mixer (default: %(default).0f)")
-    parser.add_argument("--seeds", default=",".join(map(str, d.seeds)),
-                        help="comma-separated training seeds; the first is recorded (default: %(default)s)")
+    parser.add_argument("--seeds", default=None,
+                        help=f"comma-separated training seeds; the first is recorded (default: "
+                             f"{','.join(map(str, d.seeds))}; with --ladder every seed is recorded, default 0,1)")
     parser.add_argument("--corpus", default=d.corpus, help="training corpus (default: %(default)s)")
     parser.add_argument("--layers", type=int, default=d.n_layers, help="transformer blocks (default: %(default)s)")
     parser.add_argument("--d-model", type=int, default=d.d_model, help="width (default: %(default)s)")
@@ -402,6 +403,9 @@ def _add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated subset of {', '.join(MIXER_VARIANTS)}; residual is the baseline "
                              "and must be among them (default: all)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from depthscope.ladder import add_ladder_arguments
+
+    add_ladder_arguments(parser)
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
@@ -409,6 +413,11 @@ def _run_reproduce(args: argparse.Namespace) -> int:
 
     from depthscope.reproduce import MIXER_VARIANTS, ReproduceConfig, reproduce
 
+    if args.ladder:
+        from depthscope.ladder import run_ladder_command
+
+        return run_ladder_command(args)
+    args.seeds = args.seeds or ",".join(map(str, ReproduceConfig(out=None).seeds))
     mixers = tuple(m for m in args.mixers.split(",") if m)
     unknown = [m for m in mixers if m not in MIXER_VARIANTS]
     if unknown or "residual" not in mixers:

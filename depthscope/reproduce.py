@@ -81,9 +81,27 @@ def _done(checkpoint_dir: Path, model_cfg, train_cfg) -> bool:
     return info.config == model_cfg and (info.training or {}).get("train_config") == train_cfg.to_dict()
 
 
+def train_one(cfg: ReproduceConfig, name: str, seed: int, directory: Path, corpus, save_every: int = 0) -> dict:
+    """Train mixer `name` with `seed` into `directory` unless a finished checkpoint with these exact settings is
+    there already (so an interrupted run resumes); returns its row of losses.csv."""
+    from depthscope.models.checkpoint import read_checkpoint_info
+    from depthscope.models.train import train
+
+    model_cfg = cfg.model_config(name)
+    train_cfg = cfg.train_config(seed, save_every=save_every)
+    if not _done(directory, model_cfg, train_cfg):
+        if directory.exists():
+            shutil.rmtree(directory)
+        train(model_cfg, train_cfg, corpus, out_dir=directory, progress=cfg.progress)
+    training = read_checkpoint_info(directory).training
+    return dict(mixer=name, seed=seed, steps=training["steps"], tokens=training["tokens_seen"],
+                first_heldout_loss=training["first_heldout_loss"], final_heldout_loss=training["final_heldout_loss"],
+                final_train_loss=training["final_train_loss"], tokens_per_s=training["tokens_per_s"],
+                checkpoint=str(directory.relative_to(cfg.out)))
+
+
 def train_all(cfg: ReproduceConfig) -> pd.DataFrame:
     """Stage 1. Returns one row per (mixer, seed): held-out losses, tokens, speed."""
-    from depthscope.models.checkpoint import read_checkpoint_info
     from depthscope.models.data import load_corpus
     from depthscope.models.train import train
 
@@ -91,21 +109,10 @@ def train_all(cfg: ReproduceConfig) -> pd.DataFrame:
     rows = []
     jobs = [(name, seed) for seed in cfg.seeds for name in cfg.mixers]
     for name, seed in jobs:
-        model_cfg = cfg.model_config(name)
         every = max(1, cfg.steps // cfg.evolution_checkpoints) if (name == "block_attnres" and seed == cfg.seeds[0]) else 0
-        train_cfg = cfg.train_config(seed, save_every=every)
         # Seed 0 is the bundle; the other seeds only give loss intervals and stay out of it (OUT/seeds/).
         directory = cfg.out / "checkpoints" / name if seed == cfg.seeds[0] else cfg.out / "seeds" / f"{name}_seed{seed}"
-        if not _done(directory, model_cfg, train_cfg):
-            if directory.exists():
-                shutil.rmtree(directory)
-            train(model_cfg, train_cfg, corpus, out_dir=directory, progress=cfg.progress)
-        training = read_checkpoint_info(directory).training
-        rows.append(dict(mixer=name, seed=seed, steps=training["steps"], tokens=training["tokens_seen"],
-                         first_heldout_loss=training["first_heldout_loss"],
-                         final_heldout_loss=training["final_heldout_loss"],
-                         final_train_loss=training["final_train_loss"], tokens_per_s=training["tokens_per_s"],
-                         checkpoint=str(directory.relative_to(cfg.out))))
+        rows.append(train_one(cfg, name, seed, directory, corpus, save_every=every))
     recall_cfg = cfg.model_config(RECALL_NAME)
     recall_train = cfg.train_config(cfg.seeds[0], budget_tokens=cfg.recall_budget_tokens)
     recall_dir = cfg.out / "checkpoints" / RECALL_NAME
@@ -141,28 +148,29 @@ def compact(cfg: ReproduceConfig) -> None:
 
 def record_all(cfg: ReproduceConfig) -> list[Path]:
     """Stage 2. Records every seed-0 checkpoint (and the evolution checkpoints) with gradients."""
-    from depthscope.probe.recording import record_run
-
     jobs: list[tuple[Path, str, str]] = []
     for name in cfg.mixers:
         jobs.append((cfg.out / "checkpoints" / name, cfg.corpus, name))
     for step_dir in sorted((cfg.out / "checkpoints" / "block_attnres").glob("step_*")):
         jobs.append((step_dir, cfg.corpus, f"block_attnres_{step_dir.name}"))
     jobs.append((cfg.out / "checkpoints" / RECALL_NAME, "recall", RECALL_NAME))
-    written = []
-    for checkpoint, corpus, run_name in jobs:
-        out = cfg.out / "runs" / run_name
-        stamp = out / "recorded_from.json"
-        want = {"checkpoint": str(checkpoint.resolve()), "tokens": cfg.record_tokens, "corpus": corpus,
-                "mtime": (checkpoint / "model.safetensors").stat().st_mtime}
-        if stamp.exists() and json.loads(stamp.read_text()) == want:
-            written.append(out)
-            continue
-        record_run(checkpoint, corpus, out, tokens=cfg.record_tokens, grads=True, seq_len=cfg.seq_len,
-                   overwrite=True, device=cfg.device, progress=cfg.progress)
-        stamp.write_text(json.dumps(want))
-        written.append(out)
-    return written
+    return [record_one(cfg, checkpoint, corpus, cfg.out / "runs" / run_name) for checkpoint, corpus, run_name in jobs]
+
+
+def record_one(cfg: ReproduceConfig, checkpoint: Path, corpus: str, out: Path) -> Path:
+    """Record `checkpoint` over `corpus` into `out` with gradients, unless `out` already holds that recording
+    (a stamp names the checkpoint, its weights' mtime, the corpus and the token count)."""
+    from depthscope.probe.recording import record_run
+
+    stamp = out / "recorded_from.json"
+    want = {"checkpoint": str(checkpoint.resolve()), "tokens": cfg.record_tokens, "corpus": corpus,
+            "mtime": (checkpoint / "model.safetensors").stat().st_mtime}
+    if stamp.exists() and json.loads(stamp.read_text()) == want:
+        return out
+    record_run(checkpoint, corpus, out, tokens=cfg.record_tokens, grads=True, seq_len=cfg.seq_len,
+               overwrite=True, device=cfg.device, progress=cfg.progress)
+    stamp.write_text(json.dumps(want))
+    return out
 
 
 def write_settings(cfg: ReproduceConfig) -> None:
@@ -261,7 +269,9 @@ def write_report(cfg: ReproduceConfig, losses: pd.DataFrame) -> Path:
         "",
         "The paper trained 194M-48B-parameter models on up to 1T tokens; these models have well under a million "
         "parameters. Qualitative signal effects can show at this scale; loss differences are small and noisy, "
-        "so they are given with 95 % intervals over seeds and should be read as such.",
+        "so they are given with 95 % intervals over seeds and should be read as such. How the findings move "
+        "with scale: `depthscope reproduce --ladder` (in this repository, [assets/ladder/report.md]"
+        "(../ladder/report.md)).",
         "",
         "## Held-out loss at equal compute",
         "",

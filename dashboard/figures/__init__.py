@@ -5,6 +5,7 @@ depthscope.analyses or dashboard.data), never runs, so every builder can be call
 """
 from .evolution import statistic_over_steps
 from .gradients import gradients_vs_depth, uniformity_over_steps
+from .ladder import ladder_lines
 from .mixing import mixing_matrices
 from .routing import cell_distribution, routing_difference, routing_heatmap
 from .signal import signal_vs_depth
@@ -14,7 +15,7 @@ from .sweep import sweep_lines
 from .tokens import norm_profile, token_heatmap, token_text
 
 __all__ = [
-    "ablation_vs_mass", "cell_distribution", "empty_figure", "gradients_vs_depth", "jump_histogram",
+    "ablation_vs_mass", "cell_distribution", "empty_figure", "gradients_vs_depth", "jump_histogram", "ladder_lines",
     "long_range_per_sublayer", "mixing_matrices", "norm_profile", "routing_difference", "routing_heatmap", "signal_vs_depth",
     "sinks", "statistic_over_steps", "sweep_lines", "token_heatmap", "token_text", "uniformity_over_steps",
 ]
