@@ -242,9 +242,9 @@ def test_tokens_plus_button_token_click_and_download(duo):
     assert wait_url(duo, "stat")["stat"] != "long_range"
     type_into(duo, "wstart", "10")
     wait_url(duo, "wstart", "10")
-    plus = duo.find_element(ctl("wstart")).find_element("xpath", "./following::button[1]")
-    assert plus.text.strip() == "+"
-    plus.click()
+    plus = duo.find_element(ctl("wstart")).find_element(
+        "xpath", "./ancestor::div[contains(@class, 'ctl')][1]//button[contains(@class, 'dash-stepper-increment')]")
+    duo.driver.execute_script("arguments[0].click()", plus)  # the steppers show on hover only
     wait_url(duo, "wstart", "11")
     assert duo.find_element(ctl("wstart")).get_attribute("value") == "11"
     duo.wait_for_contains_text("#tokens-text .gtitle", "tokens 11..", timeout=30)
@@ -287,10 +287,11 @@ def test_evolution_slider_step_label_and_download(duo):
     open_page(duo, "/evolution", {"run": "block_attnres"}, PAGES["/evolution"])
     text = duo.find_element("#page-content").text
     assert "../" not in text and "block_attnres · block_attnres" in text
-    duo.find_elements("#evolution-routing ~ *, .rc-slider-mark-text, .dash-slider-mark")
-    marks = [m for m in duo.find_elements(".page-evolution [class*='mark']") if m.text.strip() == "122"]
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    marks = [m for m in duo.find_elements(".page-evolution .dash-slider-mark") if m.text.strip() == "122"]
     assert marks, "no slider mark for step 122"
-    marks[0].click()
+    ActionChains(duo.driver).move_to_element(marks[0]).click().perform()  # on the track, where the mark is
     wait_url(duo, "step", "122")
     duo.wait_for_contains_text("#evolution-routing .gtitle", "step 122", timeout=30)
     settle(duo)
