@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from depthscope.probe import RunError
+
 from .errors import AnalysisError
 from .runs import as_run, model_kind, run_name
 
@@ -37,6 +39,9 @@ class Analysis:
     run: object
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # sections skipped because the run's files could not be read (truncated or corrupt chunk, missing file):
+    # unlike a section that does not apply to the run's kind, these make `depthscope analyze` fail
+    failures: list[str] = field(default_factory=list)
     sums: object = None
     param_sums: object = None
     baseline: "Analysis | None" = None
@@ -52,8 +57,13 @@ class Analysis:
 
 
 def _try(analysis: Analysis, what: str, fn):
+    """fn(), or None with the reason in notes; a section lost to unreadable data is also kept in failures."""
     try:
         return fn()
+    except RunError as err:
+        analysis.notes.append(f"{what}: skipped ({err})")
+        analysis.failures.append(f"{what}: {err}")
+        return None
     except (AnalysisError, KeyError, ValueError) as err:
         analysis.notes.append(f"{what}: skipped ({err})")
         return None

@@ -15,7 +15,8 @@ from pathlib import Path
 import dash
 from dash import ALL, Dash, Input, Output, State, dcc, html
 
-from .components import Page, make_search, message, parse_search, shared_search
+from .components import SHARED_KEYS, Page, make_search, message, parse_search, shared_search
+from .params import problems
 from .runs import Catalogue
 
 
@@ -50,13 +51,17 @@ def create_app(runs_dir: str | Path, *, background: bool = True, catalogue: Cata
         html.Main(id="page-content", className="content"),
     ])
 
-    @app.callback(Output("page-content", "children"), Input("url", "pathname"), State("url", "search"))
+    @app.callback(Output("page-content", "children"), Output("url", "search", allow_duplicate=True),
+                  Input("url", "pathname"), State("url", "search"), prevent_initial_call="initial_duplicate")
     def route(pathname, search):
         page = by_path.get(pathname or "/")
         if page is None:
-            return message(f"Page not found: {pathname}", "notfound")
-        return html.Div([html.H1(page.title, className="page-title"), page.layout(cat, parse_search(search))],
-                        className=f"page page-{page.name.lower()}")
+            return message(f"Page not found: {pathname}", "notfound"), dash.no_update
+        params = with_suggestions(cat, parse_search(search))
+        content = html.Div([html.H1(page.title, className="page-title"), page.layout(cat, params)],
+                           className=f"page page-{page.name.lower()}")
+        new = make_search(params)
+        return content, new if new != (search or "") else dash.no_update
 
     @app.callback(Output("url", "search"), Input({"type": "ctl", "key": ALL}, "value"),
                   Input({"type": "sel", "key": ALL}, "data"), State("url", "search"), prevent_initial_call=True)
@@ -66,8 +71,19 @@ def create_app(runs_dir: str | Path, *, background: bool = True, catalogue: Cata
             params[item["id"]["key"]] = ",".join(map(str, value)) if isinstance(value, list) else value
         for item, value in zip(dash.ctx.inputs_list[1], selections):
             params[item["id"]["key"]] = value
+        current = parse_search(search)
+        for key in SHARED_KEYS:  # a page without a baseline picker keeps the baseline for the next page
+            if key not in params and current.get(key):
+                params[key] = current[key]
         new = make_search(params)
         return new if new != (search or "") else dash.no_update
+
+    @app.callback(Output({"type": "ctl-msg", "key": ALL}, "children"), Input({"type": "ctl", "key": ALL}, "value"))
+    def control_messages(values):
+        """Next to each number box, why its value (typed or from the URL) is refused (params.RULES)."""
+        params = {item["id"]["key"]: value for item, value in zip(dash.ctx.inputs_list[0], values)}
+        bad = problems(params)
+        return [bad.get(item["id"]["key"], "") for item in dash.ctx.outputs_list]
 
     @app.callback([Output(f"nav-{p.name.lower()}", "href") for p in registry]
                   + [Output(f"nav-{p.name.lower()}", "className") for p in registry],
@@ -81,6 +97,20 @@ def create_app(runs_dir: str | Path, *, background: bool = True, catalogue: Cata
     for page in registry:
         page.register(app, cat)
     return app
+
+
+def with_suggestions(cat: Catalogue, params: dict) -> dict:
+    """params with a run and a baseline filled in where none is chosen: a first visit opens on a meaningful view
+    (Catalogue.suggest_run, e.g. Block AttnRes) against its matching baseline (same shape, residual mixer)."""
+    out = dict(params)
+    if out.get("run") and out.get("baseline"):
+        return out
+    infos = cat.list()
+    if not out.get("run"):
+        out["run"] = cat.suggest_run(infos) or ""
+    if not out.get("baseline") and out["run"]:
+        out["baseline"] = cat.suggest_baseline(out["run"], infos) or ""
+    return {k: v for k, v in out.items() if v}
 
 
 def serve(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 8050, debug: bool = False) -> None:

@@ -49,7 +49,8 @@ def parse_search(search: str | None) -> dict:
 
 
 def make_search(params: dict) -> str:
-    clean = {k: v for k, v in params.items() if v not in (None, "", [], False)}
+    """The query string of `params`, without empty values; 0 is a value (step 0, document 0) and is kept."""
+    clean = {k: v for k, v in params.items() if v is not None and v is not False and v != "" and v != []}
     return ("?" + urlencode(clean)) if clean else ""
 
 
@@ -60,6 +61,34 @@ def shared_search(params: dict) -> str:
 def control(label: str, component, width: str | None = None) -> html.Div:
     return html.Div([html.Label(label, className="ctl-label"), component], className="ctl",
                     style={"width": width} if width else None)
+
+
+def mid(key: str) -> dict:
+    """Id of the message shown next to the control `key` when its value breaks its rule (params.RULES)."""
+    return {"type": "ctl-msg", "key": key}
+
+
+def number_control(key: str, params: dict, default=None, placeholder: str | None = None) -> html.Div:
+    """A number box for URL parameter `key`, labelled and checked by params.RULES[key], with its message below.
+
+    No min / max on the box itself: a browser-invalid value reaches the server as empty (so it could not be
+    refused with a message), and dash 4's +/- buttons empty a box that has a min but no max."""
+    from .params import RULES
+
+    value = params.get(key)
+    value = default if value in (None, "") else _number(value)
+    return html.Div([html.Label(RULES[key].label, className="ctl-label"),
+                     dcc.Input(id=cid(key), type="number", value=value, debounce=True, placeholder=placeholder),
+                     html.Div(id=mid(key), className="ctl-msg", role="alert")], className="ctl")
+
+
+def _number(value):
+    """A URL value as the number it spells (shown as typed when it spells none: the message says why)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    return int(number) if number.is_integer() else number
 
 
 def run_options(cat: Catalogue, include_empty: bool = True) -> list[dict]:
@@ -73,6 +102,9 @@ def run_options(cat: Catalogue, include_empty: bool = True) -> list[dict]:
 def run_pickers(cat: Catalogue, params: dict, baseline: bool = True, others: bool = False,
                 other_key: str | None = None) -> list:
     options = run_options(cat)
+    suggested = cat.suggest_baseline(params.get("run")) if baseline or other_key else None
+    options = [dict(o, label=o["label"] + "  (suggested baseline: same shape, residual)")
+               if o["value"] == suggested else o for o in options]
     known = {o["value"] for o in options}
     for key in ("run", "baseline", other_key):
         value = params.get(key) if key else None

@@ -461,7 +461,17 @@ class RunData:
         return cached
 
     def _token_stats(self, start: int, stop: int, k: float | None) -> dict[str, np.ndarray]:
-        """Per-token statistics [tokens, slots] of [start, stop), computed by depthscope.analyses."""
+        """Per-token statistics [tokens, slots] of [start, stop), computed by depthscope.analyses; the last few
+        windows are kept (one page view asks for the same window several times)."""
+        recent = self.__dict__.setdefault("_recent_stats", {})
+        key = (int(start), int(stop), k)
+        if key not in recent:
+            recent[key] = self._compute_token_stats(start, stop, k)
+            while len(recent) > 4:
+                recent.pop(next(iter(recent)))
+        return recent[key]
+
+    def _compute_token_stats(self, start: int, stop: int, k: float | None) -> dict[str, np.ndarray]:
         kern = self._kernel(k)
         alpha = self.run.alpha.read(start, stop)  # [tokens, slots, sources]
         if hasattr(kern, "prepare"):  # analyses' kernel API (it is still settling): magnitudes, then stats
@@ -474,6 +484,19 @@ class RunData:
             v = stats[name].numpy().astype(np.float64)
             v[:, ~routed] = np.nan
             out[name] = v
+        return out
+
+    def stat_kinds(self, start: int, stop: int, slot: int, k: float | None = None) -> dict[str, str]:
+        """Per statistic of TOKEN_STATS over tokens [start, stop) at `slot`: "varies" (differs between tokens),
+        "constant" (the same for every token) or "undefined" (NaN for every token, e.g. long-range mass over
+        Hyper-Connection streams, which have no depth distance)."""
+        if not self.has_alpha or stop <= start:
+            return {name: "undefined" for name in TOKEN_STATS}
+        out = {}
+        for name, v in self._token_stats(start, min(stop, start + WINDOW_MAX), k).items():
+            column = v[:, slot]  # [tokens]
+            finite = column[np.isfinite(column)]
+            out[name] = "undefined" if not len(finite) else ("varies" if np.ptp(finite) > 1e-6 else "constant")
         return out
 
     def token_window(self, start: int, stop: int, slot: int, k: float | None = None) -> pd.DataFrame:

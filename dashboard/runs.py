@@ -72,6 +72,9 @@ class RunInfo:
     error: str | None = None
     training: str = ""  # the training a step checkpoint belongs to (checkpoint path without step_N)
     step: int | None = None
+    intermediate: bool = False  # recorded from a step_N checkpoint saved along a training
+    mixer: str = ""
+    shape: tuple = ()  # (n_layers, d_model, n_heads): runs of one shape compare sublayer for sublayer
     captured: list[str] = field(default_factory=list)
 
     @property
@@ -284,6 +287,9 @@ class Catalogue:
         info.created = str(m.get("created") or "")
         info.corpus = str(m.get("corpus") or "")
         info.training, info.step = training_of(m)
+        info.intermediate = bool(STEP_DIR.match(Path(str(m.get("checkpoint") or "")).name))
+        info.mixer = str(cfg.get("mixer") or "")
+        info.shape = tuple(cfg.get(k) for k in ("n_layers", "d_model", "n_heads"))
         info.captured = list(run.captured)
         return info
 
@@ -296,6 +302,28 @@ class Catalogue:
             except NotFound:
                 continue
         return out
+
+    def suggest_baseline(self, run_id: str | None, infos: list[RunInfo] | None = None) -> str | None:
+        """The baseline a run is best compared with: a residual-mixer run of the same shape (n_layers, d_model,
+        n_heads), preferably on the same corpus and not an intermediate checkpoint; None when there is none."""
+        infos = [i for i in (infos if infos is not None else self.list()) if i.ok]
+        run = next((i for i in infos if i.id == run_id), None)
+        if run is None:
+            return None
+        candidates = [i for i in infos if i.mixer == "residual" and i.shape == run.shape and i.id != run.id]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda i: (i.corpus != run.corpus, i.intermediate, -i.tokens, i.id)).id
+
+    def suggest_run(self, infos: list[RunInfo] | None = None) -> str | None:
+        """The run a first visit opens on: Block AttnRes (else Full AttnRes, else any routed run) that has a
+        matching residual baseline, from a finished training rather than an intermediate checkpoint."""
+        infos = [i for i in (infos if infos is not None else self.list()) if i.ok]
+        if not infos:
+            return None
+        order = {"block_attnres": 0, "full_attnres": 1, "denseformer": 2, "hyper": 3, "residual": 4}
+        return min(infos, key=lambda i: (self.suggest_baseline(i.id, infos) is None, order.get(i.mixer, 5),
+                                         i.intermediate, -i.tokens, i.id)).id
 
     def trainings(self) -> dict[str, list[RunInfo]]:
         """Runs grouped by the training they come from (only groups with at least two steps), by step."""

@@ -7,6 +7,7 @@ cell ("slot,source"), token, wstart, wlen, slot, stat, k, quantity, grad, traini
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Callable
 
 import numpy as np
@@ -18,33 +19,14 @@ from depthscope.probe import RunError
 
 from . import figures as F
 from .data import RMS_NAMES, TOKEN_STATS, Filter, FilterError, difference_frame, grad_profile
+from .params import ParamError, parse
 from .runs import Catalogue
 
 Params = dict
 
 
-def _int(params: Params, key: str, default=None):
-    value = params.get(key)
-    if value in (None, "", "None"):
-        return default
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        raise FilterError(f"{key} must be a whole number, got {value!r}") from None
-
-
-def _float(params: Params, key: str, default=None):
-    value = params.get(key)
-    if value in (None, "", "None"):
-        return default
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise FilterError(f"{key} must be a number, got {value!r}") from None
-
-
 def flt(params: Params) -> Filter:
-    return Filter(start=_int(params, "start"), stop=_int(params, "stop"), document=_int(params, "doc"),
+    return Filter(start=parse(params, "start"), stop=parse(params, "stop"), document=parse(params, "doc"),
                   regex=params.get("regex") or None)
 
 
@@ -109,32 +91,67 @@ def cell(cat: Catalogue, params: Params):
 
 
 def slot_of(data, params: Params) -> int:
+    """Sublayer-axis position of the Tokens page's "At sublayer" (default: the middle routed sublayer)."""
     labels = data.run.sublayer_labels
-    value = params.get("slot")
-    if value in labels:
-        return labels.index(value)
     routed = [i for i, r in enumerate(data.run.source_labels) if r]
+    value = params.get("slot")
+    if value:
+        if value not in labels or labels.index(value) not in routed:
+            names = ", ".join(labels[i] for i in routed)
+            raise ParamError("slot", f"At sublayer must be one of this run's routed sublayers ({names}), got {value!r}")
+        return labels.index(value)
     return routed[len(routed) // 2] if routed else 0
 
 
+def token_stat(data, params: Params) -> str:
+    """The Tokens page's statistic: the one chosen, refused with the reason and the alternatives when it is
+    NaN for every token of this run; by default the first of TOKEN_STATS that varies between the window's tokens
+    at the chosen sublayer (Block AttnRes's long-range mass at the middle sublayer is 0 for every token)."""
+    chosen = params.get("stat")
+    if chosen and chosen not in TOKEN_STATS + RMS_NAMES:
+        raise ParamError("stat", f"Statistic must be one of {', '.join(TOKEN_STATS + RMS_NAMES)}, got {chosen!r}")
+    if chosen in RMS_NAMES:
+        return chosen
+    start, stop = window(params, data.run.n_tokens)
+    kinds = data.stat_kinds(start, stop, slot_of(data, params), parse(params, "k"))
+    if chosen:
+        if kinds.get(chosen) == "undefined":
+            kind = str((data.run.model or {}).get("kind", ""))
+            why = ("its sources are parallel residual streams, which have no depth distance" if kind == "hyper"
+                   else "it is NaN for every token here")
+            usable = [F.style.STAT_NAMES.get(s, s) for s, v in kinds.items() if v != "undefined"]
+            recorded = [F.style.STAT_NAMES.get(s, s) for s in RMS_NAMES if s in data.run.arrays]
+            raise ParamError("stat", f"{F.style.STAT_NAMES.get(chosen, chosen)} is not defined for this {kind} run: "
+                                     f"{why}. Choose one that is: {', '.join(usable + recorded)}.")
+        return chosen
+    for wanted in ("varies", "constant"):
+        for name in TOKEN_STATS:
+            if kinds.get(name) == wanted:
+                return name
+    return "input_rms"
+
+
 def window(params: Params, n_tokens: int) -> tuple[int, int]:
-    start = max(0, min(_int(params, "wstart", 0), max(n_tokens - 1, 0)))
-    length = max(1, min(_int(params, "wlen", 512), 4096))
+    """[start, stop) of the Tokens page's window; ParamError when the start lies past the run's end."""
+    start = parse(params, "wstart", 0)
+    length = parse(params, "wlen", 512)
+    if start >= n_tokens:
+        raise ParamError("wstart", f"Window start must be below {n_tokens:,} (the run's tokens), got {start}")
     return start, min(n_tokens, start + length)
 
 
 def token_text(cat: Catalogue, params: Params) -> go.Figure:
     run_id = need_run(params)
     data = cat.ready_data(run_id)
-    stat = params.get("stat") or "long_range"
+    stat = token_stat(data, params)
     start, stop = window(params, data.run.n_tokens)
     slot = slot_of(data, params)
     if stat in RMS_NAMES:
         values, _, _ = data.stat_matrix(start, stop, stat)
-        frame = data.token_window(start, stop, slot, _float(params, "k"))
+        frame = data.token_window(start, stop, slot, parse(params, "k"))
         frame[stat] = values[:, slot]
     else:
-        frame = data.token_window(start, stop, slot, _float(params, "k"))
+        frame = data.token_window(start, stop, slot, parse(params, "k"))
     label = data.run.sublayer_labels[slot]
     return F.token_text(frame, stat, f"{run_id}: tokens {start}..{stop - 1} coloured by {F.style.STAT_NAMES.get(stat, stat)} at {label}")
 
@@ -142,10 +159,10 @@ def token_text(cat: Catalogue, params: Params) -> go.Figure:
 def token_heatmap(cat: Catalogue, params: Params) -> go.Figure:
     run_id = need_run(params)
     data = cat.ready_data(run_id)
-    stat = params.get("stat") or "long_range"
+    stat = token_stat(data, params)
     start, stop = window(params, data.run.n_tokens)
     stop = min(stop, start + 256)  # a readable strip
-    values, labels, index = data.stat_matrix(start, stop, stat, _float(params, "k"))
+    values, labels, index = data.stat_matrix(start, stop, stat, parse(params, "k"))
     chars = [data.context(int(i), 0, 0).strip("[]") for i in index] if len(index) <= 256 else []
     return F.token_heatmap(values, labels, index, chars, stat,
                            f"{F.style.STAT_NAMES.get(stat, stat)} per token and sublayer ({run_id})")
@@ -154,8 +171,10 @@ def token_heatmap(cat: Catalogue, params: Params) -> go.Figure:
 def _clicked_token(cat: Catalogue, params: Params):
     """(the run's data, the token chosen in the URL, or None when none or out of range)."""
     data = cat.ready_data(need_run(params))
-    token = _int(params, "token")
-    return data, token if token is not None and 0 <= token < data.run.n_tokens else None
+    token = parse(params, "token")
+    if token is not None and token >= data.run.n_tokens:
+        raise ParamError("token", f"Token must be below {data.run.n_tokens:,} (the run's tokens), got {token}")
+    return data, token
 
 
 def token_routing(cat: Catalogue, params: Params) -> go.Figure:
@@ -186,12 +205,22 @@ def run_list(params: Params) -> list[str]:
 
 
 def signal(cat: Catalogue, params: Params) -> go.Figure:
+    """RMS against depth of the run, its baseline and the others; each run keeps its colour (its place in
+    run_list) whichever quantity is shown, also when another run did not record that quantity."""
     need_run(params)
     quantity = params.get("quantity") or "output_rms"
+    if quantity not in RMS_NAMES:
+        raise ParamError("quantity", f"Quantity must be one of {', '.join(RMS_NAMES)}, got {quantity!r}")
     profiles = {}
     for run_id in run_list(params):
         profiles[run_id] = cat.ready_data(run_id).rms_profile(quantity)
     return F.signal_vs_depth(profiles, quantity, baseline=params.get("baseline"))
+
+
+def signal_missing(cat: Catalogue, params: Params) -> list[str]:
+    """The runs of the Signal view that did not record its quantity (named in a note beside the figure)."""
+    quantity = params.get("quantity") or "output_rms"
+    return [r for r in run_list(params) if not len(cat.ready_data(r).rms_profile(quantity))]
 
 
 def grad_uniformity(profile: pd.DataFrame) -> dict:
@@ -248,7 +277,7 @@ def routing_stats(cat: Catalogue, params: Params, run_key: str = "run"):
     from depthscope.analyses.routing import routing_stats as compute
 
     run_id = need_run(params, run_key)
-    k = _float(params, "k")
+    k = parse(params, "k")
     run = cat.open(run_id)
     if "alpha" not in run.arrays:
         raise FilterError(f"{run_id} recorded no depth-attention weights")
@@ -320,11 +349,31 @@ def compare(cat: Catalogue, params: Params):
 
 
 def evolution_runs(cat: Catalogue, params: Params):
+    """(training key, its step runs, every training) for the Evolution page: the training in the URL, else the
+    chosen run's training, else the first; ParamError for a training or step this folder does not hold."""
     trainings = cat.trainings()
     if not trainings:
         return None, [], {}
-    training = params.get("training") if params.get("training") in trainings else next(iter(trainings))
-    return training, trainings[training], trainings
+    training = params.get("training")
+    if training and training not in trainings:
+        names = ", ".join(training_label(t, v) for t, v in trainings.items())
+        raise ParamError("training", f"Training must be one of this folder's trainings ({names}), got {training!r}")
+    if not training:
+        of_run = {i.id: t for t, infos in trainings.items() for i in infos}
+        training = of_run.get(params.get("run") or "", next(iter(trainings)))
+    infos = trainings[training]
+    step = parse(params, "step")
+    if step is not None and step not in {i.step for i in infos}:
+        steps = ", ".join(str(i.step) for i in infos)
+        raise ParamError("step", f"Training step must be one of the recorded steps ({steps}), got {step}")
+    return training, infos, trainings
+
+
+def training_label(training: str, infos) -> str:
+    """A training as people name it: its checkpoint folder's name, the model kind and the recorded steps (not the
+    relative path the checkpoints were recorded from)."""
+    steps = sorted(i.step for i in infos)
+    return f"{PurePath(training).name} · {infos[0].kind} · {len(steps)} checkpoints, steps {steps[0]}–{steps[-1]}"
 
 
 def evolution_routing(cat: Catalogue, params: Params) -> go.Figure:
@@ -332,17 +381,20 @@ def evolution_routing(cat: Catalogue, params: Params) -> go.Figure:
     if not infos:
         return F.empty_figure("No training here left several recorded checkpoints (record step_* checkpoints).",
                               "Evolution over training")
-    step = _int(params, "step", infos[-1].step)
+    step = parse(params, "step", infos[-1].step)
     info = min(infos, key=lambda i: abs(i.step - step))
     data = cat.ready_data(info.id)
     res = data.routing()
-    return F.routing_heatmap(res.frame, f"Depth attention at step {info.step} ({info.id})", columns=data.columns,
+    return F.routing_heatmap(res.frame, f"Depth attention of {PurePath(training).name} at step {info.step} ({info.id})",
+                             columns=data.columns,
                              zmin=0.0, zmax=1.0)
 
 
 def evolution_stat(cat: Catalogue, params: Params) -> go.Figure:
     training, infos, _ = evolution_runs(cat, params)
-    stat = params.get("stat") if params.get("stat") in TOKEN_STATS + ("jump_rate",) else "embedding"
+    stat = params.get("stat") or "embedding"
+    if stat not in TOKEN_STATS + ("jump_rate",):
+        raise ParamError("stat", f"Statistic must be one of {', '.join(TOKEN_STATS + ('jump_rate',))}, got {stat!r}")
     rows = []
     for info in infos:
         r = routing_stats(cat, {"run": info.id, "k": params.get("k")})
@@ -350,7 +402,7 @@ def evolution_stat(cat: Catalogue, params: Params) -> go.Figure:
         part["step"] = info.step
         rows.append(part)
     frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
-    return F.statistic_over_steps(frame, stat, _int(params, "step"))
+    return F.statistic_over_steps(frame, stat, parse(params, "step"))
 
 
 # ------------------------------------------------------------------------------------------------ registry

@@ -30,6 +30,15 @@ MIXER_CHOICES = ("residual", "full_attnres", "block_attnres", "denseformer", "hy
 CORPUS_NAMES = ("pydoc", "bible", "shakespeare", "recall")
 
 
+EXIT_CODES = ("exit status: 0 done; 1 it could not do its job (a run, chunk or checkpoint that cannot be read, named "
+              "on stderr){partial}; 2 bad arguments; 130 interrupted.")
+PARTIAL_HELP = "write what can be done and exit 0 even when part of the run cannot be read (the errors still go to stderr)"
+
+
+def _exit_codes(partial: str = "") -> str:
+    return EXIT_CODES.format(partial=f"; with --allow-partial, {partial} and 0" if partial else "")
+
+
 class UsageError(Exception):
     """Bad combination of arguments: printed as `depthscope NAME: error: ...`, exit status 2."""
 
@@ -202,6 +211,7 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", metavar="RUN", help="baseline run directory (signal, gradients, compare)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="a view parameter as in the app's URL (e.g. start=0, stop=5000, regex=[A-Z], k=2); repeatable")
+    parser.add_argument("--allow-partial", action="store_true", help=PARTIAL_HELP + " (the figures that can be drawn)")
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -231,13 +241,20 @@ def _run_export(args: argparse.Namespace) -> int:
             raise UsageError(f"--param {item!r}: expected KEY=VALUE")
         params[key.strip()] = value
     cat = Catalogue(run.parent, background=False)
-    try:
-        written = export_files(cat, figures, params, args.format, args.style, args.out)
-    except (NotFound, RunError, ExportError) as err:
-        print(f"depthscope export: error: {err}", file=sys.stderr)
-        return 1
-    for path in written:
-        print(path)
+    failed = 0
+    for figure in figures:  # one at a time: with --allow-partial, a figure that cannot be drawn skips only itself
+        try:
+            written = export_files(cat, [figure], params, args.format, args.style, args.out)
+        except (NotFound, RunError, ExportError, ValueError) as err:
+            print(f"depthscope export: error: {figure}: {err}", file=sys.stderr)
+            if not args.allow_partial:
+                return 1
+            failed += 1
+            continue
+        for path in written:
+            print(path)
+    if failed:
+        print(f"depthscope export: {failed} of {len(figures)} figures not written (--allow-partial)", file=sys.stderr)
     return 0
 
 
@@ -261,6 +278,8 @@ def _add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out tokens for the source-ablation check (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default: %(default)s; the statistics stream chunk by chunk)")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help=PARTIAL_HELP + " (the sections that could be computed; summary.md says which were skipped)")
 
 
 def _run_analyze(args: argparse.Namespace) -> int:
@@ -282,6 +301,14 @@ def _run_analyze(args: argparse.Namespace) -> int:
     written = write(analysis, args.out)
     print(f"{len(written) - 1} table files and summary.md in {args.out}")
     print(Path(args.out) / "summary.md")
+    # a section that does not apply to the run's kind is a note; one lost to unreadable data is a failure
+    failures = analysis.failures + (analysis.baseline.failures if analysis.baseline is not None else [])
+    for failure in failures:
+        print(f"depthscope analyze: error: {failure}", file=sys.stderr)
+    if failures and not args.allow_partial:
+        print(f"depthscope analyze: {len(failures)} section(s) could not be computed; the tables in {args.out} are "
+              "incomplete (--allow-partial accepts that)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -320,6 +347,8 @@ def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help=PARTIAL_HELP + " (a run shorter than --tokens when the split runs out)")
 
 
 def _run_record(args: argparse.Namespace) -> int:
@@ -337,9 +366,12 @@ def _run_record(args: argparse.Namespace) -> int:
                         summary=args.summary, batch_size=args.batch_size, seq_len=args.seq_len, split=args.split,
                         chunk_tokens=args.chunk_tokens, overwrite=args.overwrite, device=args.device,
                         progress=not args.no_progress)
-    if result.exhausted:
-        print(f"the {args.split} split ran out after {result.tokens} tokens", file=sys.stderr)
     print(f"run: {result.path} ({result.tokens} tokens in {result.batches} batches, {result.seconds:.1f} s)")
+    if result.exhausted:
+        print(f"depthscope record: {'warning' if args.allow_partial else 'error'}: the {args.split} split ran out "
+              f"after {result.tokens} of {args.tokens} tokens; the run in {result.path} is complete but shorter"
+              + ("" if args.allow_partial else " (--allow-partial accepts that)"), file=sys.stderr)
+        return 0 if args.allow_partial else 1
     return 0
 
 
@@ -496,7 +528,8 @@ COMMANDS: list[Command] = [
                     "sublayer's input and output, document, position and loss (with --grads also dLoss/dh and "
                     "per-sublayer gradient norms), or only running summaries (--summary). Format: probe/SCHEMA.md.",
         epilog="examples: depthscope record --checkpoint out/block8 --corpus pydoc --tokens 100000 --out runs/block8; "
-               "depthscope record --hf models/tiny-llama --corpus notes.txt --tokens 20000 --grads --out runs/llama",
+               "depthscope record --hf models/tiny-llama --corpus notes.txt --tokens 20000 --grads --out runs/llama. "
+               + _exit_codes("a run shorter than --tokens when the split runs out"),
     ),
     Command(
         name="serve",
@@ -517,7 +550,8 @@ COMMANDS: list[Command] = [
         epilog="figures: routing, cell, tokens, token_heatmap, token_routing, token_norms, signal, gradients, "
                "grad_steps, jumps, long_range, sinks, ablation, compare, compare_run, compare_other, evolution, "
                "evolution_stat. example: depthscope export runs/block8 --baseline runs/residual "
-               "--figures routing,signal --format pdf --style double --out figs/",
+               "--figures routing,signal --format pdf --style double --out figs/. "
+               + _exit_codes("the figures that can be drawn are written"),
     ),
     Command(
         name="figures",
@@ -536,7 +570,9 @@ COMMANDS: list[Command] = [
                     "signal growth, gradient uniformity, effective mixing matrix, source ablation, estimates with "
                     "bootstrap CIs, run-vs-run comparison) as Parquet and CSV, plus summary.md saying whether the "
                     "Attention Residuals paper's findings hold at this scale.",
-        epilog="example: depthscope analyze runs/block8 --vs runs/residual --out analysis/block8",
+        epilog="example: depthscope analyze runs/block8 --vs runs/residual --out analysis/block8. A section that does "
+               "not apply to the run's kind (e.g. the mixing matrix of a hyper run) is a note in summary.md, not a "
+               "failure; one lost to a truncated or corrupt chunk is. " + _exit_codes("the other sections are written"),
     ),
     Command(
         name="demo",

@@ -15,6 +15,7 @@ def signal_vs_depth(profiles: dict[str, pd.DataFrame], quantity: str = "output_r
     """profiles: run name -> frame (label, p5, p25, p50, p75, p95, mean) of one RMS quantity per sublayer.
     Top: median over tokens (line), 25-75 and 5-95 percentile bands, log scale. Bottom (when `baseline` is one of
     the runs): ratio of each run's median to the baseline's, matched by sublayer label."""
+    colours = {name: run_colour(i) for i, name in enumerate(profiles)}  # a run's colour whatever is missing
     profiles = {k: v for k, v in profiles.items() if v is not None and len(v)}
     title = title if title is not None else f"{QUANTITY_NAMES.get(quantity, quantity)} against depth"
     if not profiles:
@@ -27,7 +28,7 @@ def signal_vs_depth(profiles: dict[str, pd.DataFrame], quantity: str = "output_r
         order += [l for l in frame["label"] if l not in order]
     centre = "p50" if "p50" in next(iter(profiles.values())) and profiles[next(iter(profiles))]["p50"].notna().any() else "mean"
     for i, (name, frame) in enumerate(profiles.items()):
-        colour = run_colour(i)
+        colour = colours[name]
         frame = frame[frame[centre].notna() | frame["mean"].notna()]  # e.g. no output at the final mixer
         x = frame["label"].tolist()
         has_bands = bands and "p5" in frame and frame["p5"].notna().any()
@@ -52,7 +53,7 @@ def signal_vs_depth(profiles: dict[str, pd.DataFrame], quantity: str = "output_r
             col = centre if centre in f and f[centre].notna().any() and base[centre].notna().any() else "mean"
             r = f.loc[common, col].to_numpy(dtype=float) / base.loc[common, col].to_numpy(dtype=float)
             fig.add_trace(go.Scatter(x=common, y=r, mode="lines+markers", name=f"{name} / {baseline}",
-                                     line=dict(color=run_colour(i)), showlegend=False,
+                                     line=dict(color=colours[name]), showlegend=False,
                                      hovertemplate=f"{name} / {baseline}<br>%{{x}}: %{{y:.3f}}<extra></extra>"),
                           row=2, col=1)
         fig.add_hline(y=1.0, line=dict(color="#888", dash="dot", width=1), row=2, col=1)

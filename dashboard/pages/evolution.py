@@ -8,19 +8,28 @@ from ..components import GRAPH_CONFIG, Page, cid, control, export_bar, guard, me
 from ..data import TOKEN_STATS
 from ..figures import empty_figure
 from ..figures.style import STAT_NAMES
+from ..params import ParamError, parse
 
 
 def layout(cat, params):
-    training, infos, trainings = views.evolution_runs(cat, params)
+    refused = ""
+    try:
+        training, infos, trainings = views.evolution_runs(cat, params)
+    except ParamError as err:  # a bad training / step in the URL: say so, show the controls without it
+        refused = message(f"Not applied: {err}", "note")
+        params = {k: v for k, v in params.items() if k not in (err.key, "step")}
+        training, infos, trainings = views.evolution_runs(cat, params)
     if not infos:
         return message("No training here left several recorded checkpoints. Train with --save-every N and record "
                        "each step_* checkpoint into this runs folder to follow routing over training.", "note")
     steps = [i.step for i in infos]
-    step = int(params.get("step") or steps[-1])
+    step = parse(params, "step", steps[-1])
     return html.Div([
+        refused,
         html.Div([
-            control("Training", dcc.Dropdown(id=cid("training"), options=list(trainings), value=training,
-                                             clearable=False), "420px"),
+            control("Training", dcc.Dropdown(id=cid("training"), options=[
+                {"label": views.training_label(t, v), "value": t} for t, v in trainings.items()],
+                value=training, clearable=False), "520px"),
             control("Statistic", dcc.Dropdown(id=cid("stat"), options=[{"label": STAT_NAMES.get(s, s), "value": s}
                                                                        for s in TOKEN_STATS + ("jump_rate",)],
                                               value=params.get("stat") or "embedding", clearable=False), "240px"),
@@ -45,7 +54,7 @@ def register(app, cat):
                   Input("evolution-poll", "n_intervals"))
     @guard(2, "Evolution")
     def draw(training, step, stat, _):
-        p = {"training": training, "step": step, "stat": stat}
+        p = {"training": training, "step": None if step is None else str(step), "stat": stat}
         return views.evolution_routing(cat, p), views.evolution_stat(cat, p), "", True
 
     register_export(app, cat, "evolution")

@@ -6,20 +6,19 @@ import dash
 from dash import Input, Output, State, dcc, html
 
 from .. import views
-from ..components import GRAPH_CONFIG, Page, cid, control, export_bar, guard, message, register_export, run_pickers, sid
+from ..components import (GRAPH_CONFIG, Page, cid, control, export_bar, guard, message, number_control,
+                          register_export, run_pickers, sid)
 from ..figures import empty_figure
 
 
 def layout(cat, params):
     return html.Div([
-        html.Div(run_pickers(cat, params, baseline=True), className="controls"),
+        # no baseline here: the Compare page draws a run against its baseline
+        html.Div(run_pickers(cat, params, baseline=False), className="controls"),
         html.Div([
-            control("From token", dcc.Input(id=cid("start"), type="number", min=0, value=params.get("start"),
-                                            debounce=True, placeholder="0")),
-            control("To token", dcc.Input(id=cid("stop"), type="number", min=0, value=params.get("stop"),
-                                          debounce=True, placeholder="end")),
-            control("Document", dcc.Input(id=cid("doc"), type="number", min=0, value=params.get("doc"),
-                                          debounce=True, placeholder="all")),
+            number_control("start", params, placeholder="0"),
+            number_control("stop", params, placeholder="end"),
+            number_control("doc", params, placeholder="all"),
             control("Token text (regex)", dcc.Input(id=cid("regex"), type="text", value=params.get("regex") or "",
                                                     debounce=True, placeholder="e.g. [A-Z] or \\s")),
         ], className="controls"),
@@ -65,12 +64,12 @@ def cell_of_click(cat, run, click_data) -> str | None:
 def register(app, cat):
     @app.callback(Output("routing-graph", "figure"), Output("routing-msg", "children"),
                   Output("routing-poll", "disabled"),
-                  Input(cid("run"), "value"), Input(cid("baseline"), "value"), Input(cid("start"), "value"),
+                  Input(cid("run"), "value"), Input(cid("start"), "value"),
                   Input(cid("stop"), "value"), Input(cid("doc"), "value"), Input(cid("regex"), "value"),
                   Input("routing-poll", "n_intervals"))
     @guard(1, "Depth attention")
-    def heatmap(run, baseline, start, stop, doc, regex, _):
-        fig, result = views.routing(cat, _params(run, baseline, start, stop, doc, regex))
+    def heatmap(run, start, stop, doc, regex, _):
+        fig, result = views.routing(cat, _params(run, None, start, stop, doc, regex))
         note = message(result.note, "note") if result.sampled else ""
         return fig, note, True
 

@@ -1,7 +1,8 @@
 """Runs: every run in the folder with kind, config, tokens, status, date; choose a run and a baseline."""
 from __future__ import annotations
 
-from dash import Input, Output, dcc, html
+import dash
+from dash import ALL, Input, Output, dcc, html
 
 from ..components import Page, cid, make_search, message, run_pickers
 
@@ -9,7 +10,8 @@ from ..components import Page, cid, make_search, message, run_pickers
 def layout(cat, params):
     rows = []
     for info in cat.list():
-        link = dcc.Link(info.id, href="/routing" + make_search({"run": info.id, "baseline": params.get("baseline")}))
+        link = dcc.Link(info.id, id={"type": "run-link", "run": info.id},
+                        href="/routing" + make_search({"run": info.id, "baseline": params.get("baseline")}))
         status = html.Span(info.status, className=f"status status-{info.status}")
         rows.append(html.Tr([
             html.Td(link if info.ok else info.id), html.Td(info.kind), html.Td(info.config),
@@ -38,6 +40,12 @@ def register(app, cat):
             return "Choose a run (and optionally a baseline); the other pages show it."
         return [f"Selected {run}" + (f" against baseline {baseline}. " if baseline else ". "),
                 dcc.Link("Open its routing", href="/routing" + make_search({"run": run, "baseline": baseline}))]
+
+    @app.callback(Output({"type": "run-link", "run": ALL}, "href"), Input(cid("baseline"), "value"))
+    def links(baseline):
+        """A run link in the table opens that run against the baseline chosen above (it is not lost)."""
+        return ["/routing" + make_search({"run": item["id"]["run"], "baseline": baseline})
+                for item in dash.ctx.outputs_list]
 
 
 PAGE = Page("/", "Runs", "Runs", layout, register)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dash import Input, Output, dcc, html
 
 from .. import views
-from ..components import GRAPH_CONFIG, Page, cid, control, export_bar, guard, register_export, run_pickers
+from ..components import GRAPH_CONFIG, Page, cid, control, export_bar, guard, message, register_export, run_pickers
 from ..data import RMS_NAMES
 from ..figures import empty_figure
 from ..figures.style import QUANTITY_NAMES
@@ -34,7 +34,10 @@ def register(app, cat):
     @guard(1, "Signal against depth")
     def draw(run, baseline, others, quantity, _):
         p = {"run": run, "baseline": baseline, "others": ",".join(others or []), "quantity": quantity}
-        return views.signal(cat, p), "", True
+        fig, missing = views.signal(cat, p), views.signal_missing(cat, p)
+        note = message(f"{QUANTITY_NAMES.get(quantity, quantity)} was not recorded by {', '.join(missing)}: "
+                       "not drawn for " + ("it." if len(missing) == 1 else "them."), "note") if missing else ""
+        return fig, note, True
 
     register_export(app, cat, "signal")
 

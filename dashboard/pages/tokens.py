@@ -6,35 +6,41 @@ import dash
 from dash import Input, Output, dcc, html
 
 from .. import views
-from ..components import GRAPH_CONFIG, Page, cid, control, export_bar, guard, register_export, run_pickers, sid
+from ..components import (GRAPH_CONFIG, Page, cid, control, export_bar, guard, number_control, register_export,
+                          run_pickers, sid)
 from ..data import RMS_NAMES, TOKEN_STATS
 from ..figures import empty_figure
 from ..figures.style import STAT_NAMES
+from ..params import parse
 
 STAT_OPTIONS = [{"label": STAT_NAMES.get(s, s), "value": s} for s in TOKEN_STATS + RMS_NAMES]
 
 
 def layout(cat, params):
-    slots = []
+    slots, options, stat = [], STAT_OPTIONS, params.get("stat")
     if params.get("run"):
         try:
-            run = cat.open(params["run"])
+            data = cat.data(params["run"], wait=0.0)
+            run = data.run
             slots = [l for l, r in zip(run.sublayer_labels, run.source_labels) if r]
-        except Exception:
-            slots = []
+            start, stop = views.window(params, run.n_tokens)
+            kinds = data.stat_kinds(start, stop, views.slot_of(data, params), parse(params, "k"))
+            options = [dict(o, disabled=True, label=o["label"] + " (not defined for this run)")
+                       if kinds.get(o["value"]) == "undefined" or (o["value"] in RMS_NAMES and o["value"] not in run.arrays)
+                       else o for o in STAT_OPTIONS]
+            stat = views.token_stat(data, params)  # the run's default when none is chosen
+        except Exception:  # the view says what is wrong; the controls still show
+            pass
     return html.Div([
         html.Div(run_pickers(cat, params, baseline=False), className="controls"),
         html.Div([
-            control("Statistic", dcc.Dropdown(id=cid("stat"), options=STAT_OPTIONS,
-                                              value=params.get("stat") or "long_range", clearable=False), "240px"),
+            control("Statistic", dcc.Dropdown(id=cid("stat"), options=options, value=stat or params.get("stat"),
+                                              clearable=False), "300px"),
             control("At sublayer", dcc.Dropdown(id=cid("slot"), options=slots, value=params.get("slot") or None,
                                                 placeholder="middle"), "140px"),
-            control("Window start (token)", dcc.Input(id=cid("wstart"), type="number", min=0,
-                                                       value=params.get("wstart") or 0, debounce=True)),
-            control("Window length", dcc.Input(id=cid("wlen"), type="number", min=16, max=4096,
-                                               value=params.get("wlen") or 512, debounce=True)),
-            control("Long-range k", dcc.Input(id=cid("k"), type="number", min=0, value=params.get("k"),
-                                              debounce=True, placeholder="default")),
+            number_control("wstart", params, default=0),
+            number_control("wlen", params, default=512),
+            number_control("k", params, placeholder="default"),
         ], className="controls"),
         html.Div(id="tokens-msg"),
         dcc.Store(id=sid("token"), data=params.get("token") or None),

@@ -137,6 +137,19 @@ def runs_dir(tmp_path_factory) -> Path:
     return root
 
 
+DEMO_RUNS = Path(__file__).resolve().parents[2] / "assets" / "demo" / "runs"
+
+
+@pytest.fixture(scope="session")
+def demo_catalogue():
+    """The demo bundle's runs (trained long enough to have sinks, jumps and non-uniform routing): aggregates and
+    analyses computed once per session (run-independent work such as Evolution's statistics over steps and
+    Gradients' uniformity over checkpoints is cached here). Read only."""
+    from depthscope.dashboard.runs import Catalogue
+
+    return Catalogue(DEMO_RUNS, background=False)
+
+
 @pytest.fixture(scope="session")
 def catalogue(runs_dir):
     from depthscope.dashboard.runs import Catalogue
