@@ -18,9 +18,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 def _keep_library_threads_alive() -> None:
     """dash[testing] stops its threaded server by raising SystemExit in EVERY thread started after the server
-    (KillerThread.kill). When a browser test is the first to use zarr, that includes zarr's event-loop and
-    executor threads; once they are killed every later zarr call waits forever (seen as hung tests). Only the
-    server's own threads may be stopped."""
+    (KillerThread.kill). That includes library threads first started by a request: zarr's event loop and
+    executors, kaleido's export server and its browser's watchers. Once they are killed every later call into
+    them waits forever (seen as hung tests). Only the server's own threads may be stopped."""
     import threading
 
     from dash.testing import application_runners
@@ -30,8 +30,9 @@ def _keep_library_threads_alive() -> None:
         return
 
     def kill(self):
+        # Stop only the server's own threads: this one (it runs the server) and werkzeug's request handlers.
         library = [t.ident for t in threading.enumerate()
-                   if t.name == "zarr_io" or t.name.startswith(("asyncio_", "zarr_pool"))]
+                   if t is not self and "process_request_thread" not in t.name]
         self._old_threads = list(self._old_threads) + library
         original(self)
 
