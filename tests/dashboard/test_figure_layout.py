@@ -102,8 +102,11 @@ def _svg(demo_catalogue, mixing_set, run, figure, style, out: Path) -> Path:
         table["source_label"], table["mean_share"] = table["family"].str.slice(len("source:")), table["mass"]
         data = export.figure_bytes(ablation_vs_mass(table), "svg", style)
     else:
-        params = {"run": run or "block_attnres", "baseline": "residual", "training": "block_attnres",
+        # Evolution draws the chosen run's training; mHC has no long-range mass (no depth distance between streams).
+        params = {"run": run or "block_attnres", "baseline": "residual",
                   **(PER_RUN[figure] if figure in PER_RUN else GLOBAL[figure])}
+        if run == "mhc" and params.get("stat") == "long_range":
+            params["stat"] = "embedding"
         data = export.render(demo_catalogue, figure.split("_input")[0].split("_activation")[0], params, "svg",
                              style).data
     path = out / f"{run}-{figure}-{style}.svg"
