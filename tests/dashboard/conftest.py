@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_models import tiny_model  # tests/tiny_models.py: the one tiny model
 
 os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager: use the chromedriver on PATH, no network
 
@@ -68,15 +69,8 @@ def pytest_setup_options():
 
 
 def _model(mixer: str, seed: int = 0, scale: float = 1.5):
-    from depthscope.models import DepthTransformer, ModelConfig
 
-    torch.manual_seed(seed)
-    model = DepthTransformer(ModelConfig(mixer=mixer, n_layers=2, d_model=32, n_heads=2, max_seq_len=64, n_blocks=2))
-    with torch.no_grad():  # untrained queries are zero (uniform weights); give the routing some structure
-        for name, p in model.named_parameters():
-            if "depth.queries" in name or "query" in name:
-                p.normal_(0, scale)
-    return model
+    return tiny_model(mixer, seed, query_scale=scale, d_model=32, max_seq_len=64)
 
 
 TEXT = ("The quick brown fox jumps over the lazy dog. Pack my box with five dozen liquor jugs!\n"

@@ -11,30 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from demo_views import DEMO, GLOBAL, PER_RUN, RUN_KINDS, view  # tests/demo_views.py
 from text_boxes import Measurer  # tests/dashboard/text_boxes.py (pytest puts this folder on sys.path)
 
-DEMO = Path(__file__).resolve().parents[2] / "assets" / "demo"
-RUN_KINDS = ("block_attnres", "full_attnres", "residual", "denseformer", "mhc")
 STYLES = ("single", "double")
-PER_RUN = {
-    "routing": {"start": "0", "stop": "3000", "regex": "[a-z]"},
-    "cell": {"cell": "10,1"},
-    "tokens": {"wstart": "0", "wlen": "400", "stat": "long_range"},
-    "token_heatmap": {"wstart": "0", "wlen": "200", "stat": "embedding"},
-    "token_routing": {"token": "200"},
-    "token_norms": {"token": "200"},
-    "signal": {"quantity": "output_rms", "others": "full_attnres"},
-    "signal_input": {"quantity": "input_rms"},
-    "gradients": {"grad": "param", "others": "full_attnres"},
-    "gradients_activation": {"grad": "activation"},
-    "jumps": {},
-    "long_range": {},
-    "sinks": {},
-    "compare": {"other": "full_attnres"},
-    "compare_run": {"other": "full_attnres"},
-    "compare_other": {"other": "full_attnres"},
-}
-GLOBAL = {"grad_steps": {}, "evolution": {"step": "244"}, "evolution_stat": {"stat": "embedding"}}
 # The causal source ablation takes minutes per run on a CPU: its builder draws the bundle's own tables
 # (assets/demo/analysis/<run>/causal.parquet, as analyses.ablation.source_ablation returns them).
 ABLATION_RUNS = ("full_attnres", "block_attnres")
@@ -102,13 +82,8 @@ def _svg(demo_catalogue, mixing_set, run, figure, style, out: Path) -> Path:
         table["source_label"], table["mean_share"] = table["family"].str.slice(len("source:")), table["mass"]
         data = export.figure_bytes(ablation_vs_mass(table), "svg", style)
     else:
-        # Evolution draws the chosen run's training; mHC has no long-range mass (no depth distance between streams).
-        params = {"run": run or "block_attnres", "baseline": "residual",
-                  **(PER_RUN[figure] if figure in PER_RUN else GLOBAL[figure])}
-        if run == "mhc" and params.get("stat") == "long_range":
-            params["stat"] = "embedding"
-        data = export.render(demo_catalogue, figure.split("_input")[0].split("_activation")[0], params, "svg",
-                             style).data
+        name, params = view(run, figure, PER_RUN[figure] if figure in PER_RUN else GLOBAL[figure])
+        data = export.render(demo_catalogue, name, params, "svg", style).data
     path = out / f"{run}-{figure}-{style}.svg"
     path.write_bytes(data)
     return path

@@ -17,31 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-DEMO = Path(__file__).resolve().parents[2] / "assets" / "demo"
-BASELINE = "residual"
+from demo_views import BASELINE, DEMO, GLOBAL, PER_RUN, RUN_KINDS, view  # tests/demo_views.py
+
+PER_RUN = {**PER_RUN, "routing_plain": {}}  # the Routing page as it opens, no filter
 ANALYZED = ("block_attnres", "full_attnres", "denseformer", "mhc", "recall_block_attnres", "residual")
-RUN_KINDS = ("block_attnres", "full_attnres", "residual", "denseformer", "mhc")
-# Each view as a person opens it: run, baseline and the page's controls (the same cases as test_figure_layout).
-PER_RUN = {
-    "routing": {"start": "0", "stop": "3000", "regex": "[a-z]"},
-    "routing_plain": {},
-    "cell": {"cell": "10,1"},
-    "tokens": {"wstart": "0", "wlen": "400", "stat": "long_range"},
-    "token_heatmap": {"wstart": "0", "wlen": "200", "stat": "embedding"},
-    "token_routing": {"token": "200"},
-    "token_norms": {"token": "200"},
-    "signal": {"quantity": "output_rms", "others": "full_attnres"},
-    "signal_input": {"quantity": "input_rms"},
-    "gradients": {"grad": "param", "others": "full_attnres"},
-    "gradients_activation": {"grad": "activation"},
-    "jumps": {},
-    "long_range": {},
-    "sinks": {},
-    "compare": {"other": "full_attnres"},
-    "compare_run": {"other": "full_attnres"},
-    "compare_other": {"other": "full_attnres"},
-}
-GLOBAL = {"grad_steps": {}, "evolution": {"step": "244"}, "evolution_stat": {"stat": "embedding"}}
 RTOL, ATOL = 1e-6, 1e-9
 
 
@@ -68,10 +47,7 @@ def capture_figures(out: Path) -> None:
     cases = [(run, name, params) for run in RUN_KINDS for name, params in PER_RUN.items()]
     cases += [(None, name, params) for name, params in GLOBAL.items()]
     for run, name, extra in cases:
-        params = {"run": run or "block_attnres", "baseline": BASELINE, **extra}
-        if run == "mhc" and params.get("stat") == "long_range":
-            params["stat"] = "embedding"
-        figure = name.split("_input")[0].split("_activation")[0].split("_plain")[0]
+        figure, params = view(run, name, extra)
         fig = FIGURES[figure].build(catalogue, params)
         figures[f"{run or 'all'}/{name}"] = json.loads(fig.to_json())
     with gzip.open(out / "figures.json.gz", "wt", encoding="utf-8") as f:

@@ -22,8 +22,8 @@ from depthscope.analyses.routing_chunk import ChunkKernel
 from depthscope.analyses.runs import MemoryRun, iter_chunks, run_name
 from depthscope.analyses.sources import run_geometry
 
-from test_analyses_routing import write_run
-from test_analyses_routing_chunk import BLOCK, DENSE, FULL, HYPER, weights
+from test_routing import write_run
+from test_routing_chunk import BLOCK, DENSE, FULL, HYPER, weights
 
 torch.set_num_threads(1)
 

@@ -13,6 +13,7 @@ from depthscope.models import DepthTransformer, ModelConfig
 from depthscope.models.checkpoint import load_checkpoint
 from depthscope.models.data import RecallSpec, load_corpus
 from depthscope.models.train import TrainConfig, learning_rate, parameter_groups, train
+from tiny_models import tiny_config  # tests/tiny_models.py: the one tiny model
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +21,9 @@ def corpus():
     return load_corpus("pydoc")
 
 
-def tiny_model(mixer: str = "block_attnres", **overrides) -> ModelConfig:
-    base = dict(d_model=32, n_layers=2, n_heads=2, max_seq_len=64, mixer=mixer, n_blocks=2)
-    base.update(overrides)
-    return ModelConfig(**base)
+def small_config(mixer: str = "block_attnres", **overrides) -> ModelConfig:
+    """The suite's tiny model, twice as wide, for sequences of 64 tokens."""
+    return tiny_config(mixer, **{"d_model": 32, "max_seq_len": 64, **overrides})
 
 
 def quick(steps: int = 6, **overrides) -> TrainConfig:
@@ -34,9 +34,9 @@ def quick(steps: int = 6, **overrides) -> TrainConfig:
 
 
 def test_same_seed_identical_losses_different_seed_different(corpus):
-    first = train(tiny_model(), quick(seed=1), corpus, progress=False)
-    second = train(tiny_model(), quick(seed=1), corpus, progress=False)
-    other = train(tiny_model(), quick(seed=2), corpus, progress=False)
+    first = train(small_config(), quick(seed=1), corpus, progress=False)
+    second = train(small_config(), quick(seed=1), corpus, progress=False)
+    other = train(small_config(), quick(seed=2), corpus, progress=False)
     assert len(first.train_losses) == 6 and all(math.isfinite(x) for x in first.train_losses)
     assert first.train_losses == second.train_losses  # bit-identical
     assert first.heldout_losses == second.heldout_losses
@@ -48,7 +48,7 @@ def test_same_seed_identical_losses_different_seed_different(corpus):
 
 def test_heldout_loss_falls(corpus):
     result = train(
-        tiny_model(), quick(steps=60, batch_size=8, seq_len=64, lr=1e-2, warmup_steps=6, eval_every=30),
+        small_config(), quick(steps=60, batch_size=8, seq_len=64, lr=1e-2, warmup_steps=6, eval_every=30),
         corpus, progress=False,
     )
     first, last = result.heldout_losses[0], result.heldout_losses[-1]
@@ -66,7 +66,7 @@ def test_callback_sees_gradients_and_checkpoints_along_training(corpus, tmp_path
         seen.append((step, loss, len(grads), sum(float(g.norm()) for g in grads)))
 
     out = tmp_path / "run"
-    result = train(tiny_model("full_attnres"), quick(steps=4, save_every=2), corpus, out_dir=out, progress=False,
+    result = train(small_config("full_attnres"), quick(steps=4, save_every=2), corpus, out_dir=out, progress=False,
                    callback=record)
     assert [s[0] for s in seen] == [1, 2, 3, 4]
     assert [s[1] for s in seen] == result.train_losses
@@ -93,7 +93,7 @@ def test_schedule_and_weight_decay_groups():
     assert all(a <= b for a, b in zip(lrs[:10], lrs[1:10]))
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     assert lrs[-1] == pytest.approx(0.1)
-    model = DepthTransformer(tiny_model("block_attnres"))
+    model = DepthTransformer(small_config("block_attnres"))
     decay, no_decay = parameter_groups(model, 0.1)
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for p in decay["params"]}
@@ -107,13 +107,13 @@ def test_schedule_and_weight_decay_groups():
 
 def test_recall_corpus_trains(tmp_path):
     corpus = load_corpus("recall", recall_spec=RecallSpec(n_documents=200))
-    result = train(tiny_model("residual"), quick(steps=3), corpus, progress=False)
+    result = train(small_config("residual"), quick(steps=3), corpus, progress=False)
     assert len(result.train_losses) == 3
 
 
 def test_bad_configs():
     with pytest.raises(ValueError, match="max_seq_len"):
-        train(tiny_model(), quick(seq_len=128), load_corpus("recall", recall_spec=RecallSpec(n_documents=50)),
+        train(small_config(), quick(seq_len=128), load_corpus("recall", recall_spec=RecallSpec(n_documents=50)),
               progress=False)
     with pytest.raises(ValueError, match="steps"):
         TrainConfig(steps=0)

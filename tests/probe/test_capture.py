@@ -8,23 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from depthscope.models import DepthTransformer, ModelConfig
+from depthscope.models import DepthTransformer
 from depthscope.models.layers import unit_rms
 from depthscope.probe import Probe, ProbeError
+from tiny_models import tiny_model  # tests/tiny_models.py: the one tiny model
 
 torch.set_num_threads(1)
 
 
 def tiny(mixer: str = "full_attnres", seed: int = 0, **kw) -> DepthTransformer:
-    torch.manual_seed(seed)
-    cfg = dict(mixer=mixer, n_layers=2, d_model=16, n_heads=2, max_seq_len=16, n_blocks=2)
-    cfg.update(kw)
-    model = DepthTransformer(ModelConfig(**cfg))
-    with torch.no_grad():  # non-zero pseudo-queries, so that weights are not uniform
-        for name, p in model.named_parameters():
-            if "depth.queries" in name:
-                p.normal_(0, 1.0)
-    return model
+    return tiny_model(mixer, seed, **kw)
 
 
 def tokens(batch=2, seq=8, seed=1) -> torch.Tensor:

@@ -9,21 +9,15 @@ import torch
 from depthscope.analyses import AnalysisError
 from depthscope.analyses.causal import causal_ablation, causal_summary
 from depthscope.cli import main
-from depthscope.models import DepthTransformer, ModelConfig
 from depthscope.models.checkpoint import save_checkpoint
 from depthscope.probe.recording import record_run
+from tiny_models import tiny_model  # tests/tiny_models.py: the one tiny model
 
 torch.set_num_threads(1)
 
 
 def tiny(mixer, seed=0):
-    torch.manual_seed(seed)
-    m = DepthTransformer(ModelConfig(mixer=mixer, n_layers=2, d_model=16, n_heads=2, max_seq_len=32, n_blocks=2))
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if "depth.queries" in name:
-                p.normal_()
-    return m
+    return tiny_model(mixer, seed, max_seq_len=32)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import tracemalloc
 
@@ -17,20 +16,14 @@ import torch
 import torch.nn.functional as F
 import zarr
 
-from depthscope.models import DepthTransformer, ModelConfig
 from depthscope.probe import SCHEMA_VERSION, Probe, RunError, RunWriter, open_run
+from tiny_models import tiny_model  # tests/tiny_models.py: the one tiny model
 
 torch.set_num_threads(1)
 
 
 def tiny(mixer="block_attnres", seed=0):
-    torch.manual_seed(seed)
-    model = DepthTransformer(ModelConfig(mixer=mixer, n_layers=2, d_model=16, n_heads=2, max_seq_len=16, n_blocks=2))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "depth.queries" in name:
-                p.normal_()
-    return model
+    return tiny_model(mixer, seed)
 
 
 def batches(n, batch=2, seq=8, seed=0):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "assets" / "demo"
 
 
 def depthscope(*args: str) -> subprocess.CompletedProcess:

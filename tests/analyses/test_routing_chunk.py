@@ -16,7 +16,7 @@ from depthscope.analyses.sources import geometry
 from depthscope.models.config import sublayer_label
 from depthscope.probe import RunError, open_run
 
-from test_analyses_routing import write_run
+from test_routing import write_run
 
 torch.set_num_threads(1)
 L = 8

@@ -15,7 +15,7 @@ import pytest
 from depthscope.probe import open_run
 from depthscope.reproduce import RECALL_NAME, ReproduceConfig, loss_table, reproduce
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_loss_table_pairs_seeds_against_the_baseline():

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from depthscope.models import DepthTransformer, ModelConfig
 from depthscope.models.checkpoint import load_checkpoint, save_checkpoint
 from depthscope.models.data import load_corpus
 from depthscope.probe import open_run
 from depthscope.probe.recording import record_run
+from tiny_models import tiny_model  # tests/tiny_models.py: the one tiny model
 
 torch.set_num_threads(1)
 
@@ -18,9 +18,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("record")
-    torch.manual_seed(0)
-    model = DepthTransformer(ModelConfig(mixer="block_attnres", n_layers=2, d_model=16, n_heads=2, max_seq_len=32,
-                                         n_blocks=2))
+    model = tiny_model("block_attnres", seed=0, query_scale=0, max_seq_len=32)
     save_checkpoint(model, root / "ckpt", {"seed": 0, "corpus_split_seed": 0, "train_config": {"seq_len": 16}})
     text = "\n\n".join(f"Paragraph {i}: " + "the quick brown fox jumps over the lazy dog. " * (1 + i % 3)
                        for i in range(120))

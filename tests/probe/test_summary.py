@@ -8,21 +8,14 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from depthscope.models import DepthTransformer, ModelConfig
 from depthscope.probe import Probe, RunWriter, Summary, open_run
+from tiny_models import tiny_model  # tests/tiny_models.py: the one tiny model
 
 torch.set_num_threads(1)
 
 
 def tiny(seed=0):
-    torch.manual_seed(seed)
-    model = DepthTransformer(ModelConfig(mixer="block_attnres", n_layers=2, d_model=16, n_heads=2, max_seq_len=16,
-                                         n_blocks=2))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "depth.queries" in name:
-                p.normal_(0, 2.0)
-    return model
+    return tiny_model("block_attnres", seed, query_scale=2.0)
 
 
 def batches(n=6, seed=0):
