@@ -109,13 +109,8 @@ def test_a_kind_is_read_from_the_manifest_then_the_table_then_the_labels():
     assert V.kind_of_model(None, [V.stream_sources(2)]) == V.MixerKind("unknown", unit="none")
 
 
-def test_token_labels():
-    from depthscope.models.data import ByteTokenizer
-
-    byte = ByteTokenizer()
-    assert [V.token_label(t) for t in (97, 10, 9, 13, 0xE2, 0, -1, 300)] == \
-        ["a", "\\n", "\\t", "\\r", "<e2>", "<00>", "", "<300>"]
-    assert all(V.token_label(t) == V.byte_token_label(t) == byte.token_label(t) for t in range(256))
+def test_token_labels_of_a_vocabulary():
+    # (the byte-level labels, and ByteTokenizer's agreeing with them: tests/probe/test_run_vocabulary.py)
     vocabulary = [" the", "a\nb", "", "\x07", "é"]
     assert V.token_labels(range(-1, 6), vocabulary) == ["", " the", "a\\nb", "<2>", "<07>", "é", "<5>"]
-    assert V.token_label(3, None, byte_level=False) == "<3>"
+    assert V.token_label(3, None, byte_level=False) == "<3>" and V.token_label(3) == V.byte_token_label(3) == "<03>"
