@@ -6,7 +6,8 @@ sources; *_rms [tokens, sublayers]; token/document/position/loss [tokens]) so th
 notebook experiments and the dashboard go through the same code as recorded runs.
 
 Analyses only use: path, source_labels, sublayers, sublayer_labels, n_tokens, captured, model (dict with
-"kind" and "config"), grad_norms, manifest, and iter_chunks(names, chunk_tokens).
+"kind" and "config"), mixer_kind (what the mixer kind allows: `mixer_kind(run)`), grad_norms, manifest, and
+iter_chunks(names, chunk_tokens).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from depthscope.models.vocabulary import MixerKind, axis_label, kind_of_model
+from depthscope.models.vocabulary import sublayer_kinds  # noqa: F401 - re-exported: analyses' import of it
 from depthscope.probe import open_run
 from depthscope.probe.reader import Chunk, Run
 
@@ -31,9 +34,9 @@ class MemoryRun:
 
     alpha: [tokens, sublayers, sources] weights; a row's entries beyond len(source_labels[i]) must be NaN or
     are ignored. source_labels: per position of the sublayer axis. sublayers: 1-based ids (default 1..n).
-    kind: the mixer ("full_attnres", "block_attnres", "residual", "denseformer", "hyper"); config: the model
-    config dict when known. Any of input_rms, output_rms, residual_rms, grad_rms [tokens, sublayers] and
-    token, document, position, step, loss [tokens] may be given. grad_norms: a DataFrame like Run.grad_norms.
+    kind: the mixer (one of models.vocabulary.MIXERS, or None: a foreign model whose unit of distance its labels
+    imply); config: the model config dict when known. Any of input_rms, output_rms, residual_rms, grad_rms
+    [tokens, sublayers] and token, document, position, step, loss [tokens] may be given. grad_norms: a DataFrame like Run.grad_norms.
     """
 
     def __init__(self, *, source_labels: Sequence[Sequence[str]] | None = None, alpha: Any = None,
@@ -79,13 +82,12 @@ class MemoryRun:
         if len(self.sublayers) != slots:
             raise AnalysisError(name, f"{len(self.sublayers)} sublayer ids for {slots} sublayers")
         if sublayer_labels is None:
-            from depthscope.probe.layout import default_label
-
             n = (config or {}).get("n_layers")
-            label = default_label(2 * n if n else max(self.sublayers, default=0))
-            sublayer_labels = [label(l) for l in self.sublayers]
+            n_sublayers = 2 * n if n else max(self.sublayers, default=0)
+            sublayer_labels = [axis_label(l, n_sublayers) for l in self.sublayers]
         self.sublayer_labels = list(sublayer_labels)
         self.model = {"kind": kind, "config": config}
+        self.mixer_kind = kind_of_model(self.model, self.source_labels)
         self.manifest = {"model": self.model}
         self._grad_norms = grad_norms
         self.captured = tuple(self.arrays)
@@ -157,19 +159,14 @@ def chunk_size(run, chunk_tokens: int | None) -> int:
     return int(getattr(run, "chunk_tokens", DEFAULT_CHUNK_TOKENS) or DEFAULT_CHUNK_TOKENS)
 
 
-def sublayer_kinds(labels: Sequence[str]) -> list[str]:
-    """attn / mlp / final per sublayer label (anything else keeps its label)."""
-    out = []
-    for label in labels:
-        if label.startswith("attn"):
-            out.append("attn")
-        elif label.startswith("mlp"):
-            out.append("mlp")
-        elif label == "final":
-            out.append("final")
-        else:
-            out.append(label)
-    return out
+def mixer_kind(run) -> MixerKind:
+    """What the run's mixer kind allows (models.vocabulary.MixerKind: non-negative weights, unit of distance,
+    causal check, ...): as its manifest wrote it, else from the vocabulary's table by mixer name, else a foreign
+    model's (the unit its source labels imply)."""
+    known = getattr(run, "mixer_kind", None)
+    if isinstance(known, MixerKind):
+        return known
+    return kind_of_model(getattr(run, "model", None), getattr(run, "source_labels", ()))
 
 
 def iter_chunks(run, names: Sequence[str], chunk_tokens: int | None = None, prefetch: bool = True) -> Iterator[Chunk]:

@@ -1,4 +1,5 @@
-"""Source geometry: how far back each source of each sublayer lies, read off the run's source labels.
+"""Source geometry: how far back each source of each sublayer lies, read off the run's source labels (parsed by
+depthscope.models.vocabulary) in the unit of distance its mixer kind declares.
 
 For position i of the sublayer axis (consumer sublayer l = sublayers[i]; L + 1 is the final mixer) and its
 j-th source, `distance[i, j]` is how far back the source lies, in the run's **unit**:
@@ -19,50 +20,25 @@ j-th source, `distance[i, j]` is how far back the source lies, in the run's **un
 
 So the immediate predecessor is at distance 1 (sublayers) and the partial at 0 (blocks). Labels not listed
 above get NaN. `nearest[i, j]` marks the valid source(s) with the smallest distance at position i (the
-embedding included: it is the nearest source of sublayer 1 and of the first sublayer of block 1).
+embedding included: it is the nearest source of sublayer 1 and of the first sublayer of block 1). A run whose
+mixer kind is not known takes the unit its labels imply (models.vocabulary.unit_of_labels).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from .runs import sublayer_kinds
+from depthscope.models.vocabulary import BLOCK_LABEL as _BLOCK  # noqa: F401 - analyses.mixing's import, until it parses with the vocabulary
+from depthscope.models.vocabulary import EMBEDDING, PARTIAL, block_number, source_sublayer, sublayer_kinds, \
+    unit_of_labels
+
+from .runs import mixer_kind
 
 # Window k of long-range mass and jumps when none is given, per unit: 4 sublayers (two transformer blocks
 # back) or 2 blocks.
 DEFAULT_K = {"sublayers": 4, "blocks": 2, "none": 4}
-
-_PATTERNS = [
-    (re.compile(r"^attn(\d+)$"), lambda m: 2 * int(m) - 1),
-    (re.compile(r"^mlp(\d+)$"), lambda m: 2 * int(m)),
-    (re.compile(r"^sub(\d+)$"), lambda m: int(m)),
-    (re.compile(r"^layer(\d+)$"), lambda m: 2 * int(m)),
-]
-_BLOCK = re.compile(r"^block(\d+)$")
-
-
-def source_sublayer(label: str) -> int | None:
-    """The sublayer whose output a sublayer-unit label names (emb -> 0), else None."""
-    if label == "emb":
-        return 0
-    for pattern, index in _PATTERNS:
-        m = pattern.match(label)
-        if m:
-            return index(m.group(1))
-    return None
-
-
-def run_unit(source_labels: Sequence[Sequence[str]]) -> str:
-    """'blocks' when any label is block{m}/partial, 'none' for stream{k}, else 'sublayers'."""
-    flat = {s for labels in source_labels for s in labels}
-    if any(_BLOCK.match(s) or s == "partial" for s in flat):
-        return "blocks"
-    if any(s.startswith("stream") for s in flat):
-        return "none"
-    return "sublayers"
 
 
 @dataclass
@@ -132,28 +108,29 @@ class SourceGeometry:
 
 
 def geometry(source_labels: Sequence[Sequence[str]], sublayers: Sequence[int], sublayer_labels: Sequence[str],
-             max_sources: int | None = None) -> SourceGeometry:
-    """Build the geometry of a sublayer axis from its source labels (see the module docstring)."""
+             max_sources: int | None = None, unit: str | None = None) -> SourceGeometry:
+    """Build the geometry of a sublayer axis from its source labels (see the module docstring). unit: the run's
+    unit of distance (its mixer kind's); None takes the one the labels imply."""
     labels = [list(s) for s in source_labels]
     width = max([len(s) for s in labels] + [1]) if max_sources is None else max_sources
     slots = len(labels)
-    unit = run_unit(labels)
+    unit = unit_of_labels(labels) if unit is None else unit
     valid = np.zeros((slots, width), dtype=bool)
     is_emb = np.zeros((slots, width), dtype=bool)
     distance = np.full((slots, width), np.nan)
     for i, (l, row) in enumerate(zip(sublayers, labels)):
         valid[i, : len(row)] = True
-        block_n = 1 + sum(1 for s in row if _BLOCK.match(s))
-        for j, s in enumerate(row):
-            is_emb[i, j] = s == "emb"
+        blocks = [block_number(s) for s in row]
+        block_n = 1 + sum(1 for m in blocks if m is not None)
+        for j, (s, m) in enumerate(zip(row, blocks)):
+            is_emb[i, j] = s == EMBEDDING
             if unit == "blocks":
-                m = _BLOCK.match(s)
-                if s == "emb":
+                if s == EMBEDDING:
                     distance[i, j] = block_n
-                elif s == "partial":
+                elif s == PARTIAL:
                     distance[i, j] = 0
-                elif m:
-                    distance[i, j] = block_n - int(m.group(1))
+                elif m is not None:
+                    distance[i, j] = block_n - m
             elif unit == "sublayers":
                 src = source_sublayer(s)
                 if src is not None:
@@ -175,7 +152,7 @@ def run_geometry(run) -> SourceGeometry:
         alpha = arrays.get("alpha") if isinstance(arrays, dict) else None
         if alpha is not None:
             width = alpha.shape[2]
-    return geometry(run.source_labels, run.sublayers, run.sublayer_labels, width)
+    return geometry(run.source_labels, run.sublayers, run.sublayer_labels, width, mixer_kind(run).unit)
 
 
 def source_table(geo: SourceGeometry):

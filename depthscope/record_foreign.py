@@ -23,7 +23,7 @@ from depthscope.models.data import ByteTokenizer, Corpus, load_corpus
 from depthscope.probe.layout import DEFAULT_CAPTURE
 from depthscope.probe.recording import RecordResult, record_model
 from depthscope.probe.store import DEFAULT_CHUNK_TOKENS
-from depthscope.probe.vocabulary import describe_tokenizer, encode, text_of_ids, vocab_size
+from depthscope.probe.token_text import describe_tokenizer, encode, text_of_ids, vocab_size
 
 
 class ForeignModelError(ValueError):

@@ -17,13 +17,12 @@ from typing import Any
 
 import torch
 
-from depthscope.atomic import atomic_write as _atomic_write
-from depthscope.atomic import json_safe
-
-from .. import __version__
+from .atomic import atomic_write as _atomic_write
+from .atomic import json_safe
 from .config import ModelConfig
 from .data import ByteTokenizer
 from .transformer import DepthTransformer
+from .version import __version__
 
 FORMAT_NAME = "depthscope-checkpoint"
 FORMAT_VERSION = 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-MIXERS = ("residual", "full_attnres", "block_attnres", "denseformer", "hyper")
+from .vocabulary import MIXERS, sublayer_label  # noqa: F401 - sublayer_label: re-exported for older imports
 
 
 @dataclass
@@ -74,9 +74,3 @@ class ModelConfig:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
         return cls(**data)
 
-
-def sublayer_label(index: int) -> str:
-    """Label of sublayer `index` (1-based): attn1, mlp1, attn2, ...; 0 is the embedding."""
-    if index == 0:
-        return "emb"
-    return f"{'attn' if index % 2 else 'mlp'}{(index + 1) // 2}"

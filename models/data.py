@@ -29,6 +29,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from .vocabulary import byte_token_label
+
 CORPORA = ("pydoc", "bible", "shakespeare", "recall")
 
 
@@ -66,12 +68,7 @@ class ByteTokenizer:
 
     def token_label(self, token: int) -> str:
         """A short printable label for one token: printable ASCII as itself, else an escape (\\n, <e2>)."""
-        token = int(token)
-        char = chr(token)
-        if token < 128 and char.isprintable():
-            return char
-        escapes = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-        return escapes.get(char, f"<{token:02x}>")
+        return byte_token_label(token)
 
     def to_dict(self) -> dict:
         return {"kind": self.KIND, "vocab_size": self.vocab_size}

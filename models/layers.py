@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig, sublayer_label
+from .config import ModelConfig
 from .taps import Tap
+from .vocabulary import ATTN, sublayer_kind, sublayer_label
 
 NORM_EPS = 1e-6
 
@@ -66,10 +67,10 @@ class Sublayer(nn.Module):
     def __init__(self, cfg: ModelConfig, index: int):
         super().__init__()
         self.index = index  # 1-based; odd = attention, even = MLP
-        self.kind = "attn" if index % 2 else "mlp"
         self.label = sublayer_label(index)
+        self.kind = sublayer_kind(self.label)
         self.norm = nn.RMSNorm(cfg.d_model, eps=NORM_EPS)
-        self.body = CausalSelfAttention(cfg) if self.kind == "attn" else MLP(cfg)
+        self.body = CausalSelfAttention(cfg) if self.kind == ATTN else MLP(cfg)
         self.tap_input = Tap("input", index)
         self.tap_output = Tap("output", index)
 

@@ -42,19 +42,14 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from depthscope.models.config import sublayer_label
+from depthscope.models.vocabulary import FINAL, generic_sources, sublayer_label
 
 from .errors import ProbeError
-from .layout import FINAL_LABEL, TapSpec
+from .layout import TapSpec
 
 # compute(module, args, kwargs, output) -> weights tensor (sources on `source_axis`)
 ComputeFn = Callable[[nn.Module, tuple, dict, Any], torch.Tensor]
 ROW_SUM_TOLERANCE = 1e-3
-
-
-def full_attnres_sources(sublayer: int) -> list[str]:
-    """["emb", "sub1", ..., "sub{l-1}"]: the sources of sublayer l under Full AttnRes, with generic labels."""
-    return ["emb"] + [f"sub{i}" for i in range(1, sublayer)]
 
 
 def code(value: Any) -> str:
@@ -277,14 +272,14 @@ class Adapter:
                 out.append((k + 1, template.format(i=i, n=i + 1, k=k, l=k + 1, label=sublayer_label(k + 1))))
         if self.final is not None:
             L = self.n_sublayers()
-            out.append((L + 1, self.final.format(i=self.repeat, n=self.repeat + 1, k=L, l=L + 1, label=FINAL_LABEL)))
+            out.append((L + 1, self.final.format(i=self.repeat, n=self.repeat + 1, k=L, l=L + 1, label=FINAL)))
         return out
 
     def source_labels(self, sublayer: int, own: Sequence[str] | None = None) -> tuple[str, ...]:
         if own is not None:
             return tuple(own)
         if self.sources is None:
-            return tuple(full_attnres_sources(sublayer))
+            return tuple(generic_sources(sublayer))
         if isinstance(self.sources, Mapping):
             if sublayer not in self.sources:
                 raise ProbeError(f"adapter: no source labels for sublayer {sublayer}")
@@ -296,7 +291,7 @@ class Adapter:
         labels = {l: s.label for l, s in self.expanded()}
 
         def label(index: int) -> str:
-            return labels.get(index, FINAL_LABEL)
+            return labels.get(index, FINAL)
 
         return label
 

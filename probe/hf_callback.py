@@ -23,7 +23,7 @@ from transformers import TrainerCallback
 
 from .layout import DEFAULT_CAPTURE
 from .training import StepRecorder
-from .vocabulary import describe_tokenizer, text_of_ids
+from .token_text import describe_tokenizer, text_of_ids
 
 
 def _is_tokenizer(obj: Any) -> bool:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from depthscope.models.config import sublayer_label
 from depthscope.models.taps import Tap
+from depthscope.models.vocabulary import axis_label
 
 from .errors import ProbeError
 
@@ -24,7 +24,6 @@ from .errors import ProbeError
 RMS_QUANTITIES = {"input": "input_rms", "output": "output_rms", "residual": "residual_rms"}
 CAPTURE_KINDS = ("alpha", "input", "output", "residual")
 DEFAULT_CAPTURE = CAPTURE_KINDS
-FINAL_LABEL = "final"
 
 Extractor = Callable[[nn.Module, tuple, Any], torch.Tensor]
 
@@ -208,6 +207,6 @@ def default_label(n_sublayers: int) -> Callable[[int], str]:
     """attn1, mlp1, ... for 1..L and 'final' for L + 1."""
 
     def label(index: int) -> str:
-        return FINAL_LABEL if index > n_sublayers else sublayer_label(index)
+        return axis_label(index, n_sublayers)
 
     return label

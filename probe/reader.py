@@ -3,6 +3,7 @@
     run = open_run("runs/x")
     run.status                      "complete" or "incomplete" (a killed recording: readable up to its last chunk)
     run.sublayers, run.sublayer_labels, run.source_labels, run.valid       the sublayer axis and its sources
+    run.mixer_kind                  what its mixer kind allows (models.vocabulary.MixerKind)
     run.alpha[1000:2000]            numpy [tokens, sublayers, max_sources] (NaN beyond each row's sources)
     run.input_rms[:], run.loss[:]   numpy [tokens, sublayers] / [tokens]
     for chunk in run.iter_chunks(["alpha", "document"]):   # streaming: one chunk in memory at a time
@@ -26,7 +27,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from depthscope.models.data import ByteTokenizer
+from depthscope.models.vocabulary import MixerKind, kind_of_model, token_label, token_labels
 
 from .chunkfile import decode_into, plain_zstd
 from .errors import RunError
@@ -285,7 +286,7 @@ class Run:
     Attributes:
       path, manifest (the parsed manifest.json), schema_version, mode ("capture" or "summary"),
       status ("complete" only when the manifest and every shard say so), complete (bool),
-      model (kind, class, config), layout (Layout), sublayers (1-based ids of the sublayer axis; L + 1 is
+      model (kind, class, config, properties), mixer_kind (MixerKind), layout (Layout), sublayers (1-based ids of the sublayer axis; L + 1 is
       the final mixer), sublayer_labels, source_labels (per sublayer-axis position), n_sources [sublayers],
       valid [sublayers, max_sources] bool, max_sources, n_tokens (readable tokens), shard_tokens (per shard),
       captured (names of the per-token arrays present), arrays (name -> LazyArray), chunk_tokens,
@@ -352,6 +353,12 @@ class Run:
     sublayers = property(lambda self: list(self.layout.sublayers))
     sublayer_labels = property(lambda self: list(self.layout.sublayer_labels))
     source_labels = property(lambda self: [list(x) for x in self.layout.source_labels])
+
+    @property
+    def mixer_kind(self) -> MixerKind:
+        """What the run's mixer kind allows (non-negative weights, unit of distance, causal check, ...): as the
+        manifest wrote it, or for runs recorded before it did, from models.vocabulary's table by mixer name."""
+        return kind_of_model(self.model if isinstance(self.model, dict) else None, self.layout.source_labels)
     n_sources = property(lambda self: self.layout.n_sources)
     valid = property(lambda self: self.layout.valid)
     max_sources = property(lambda self: self.layout.max_sources)
@@ -485,8 +492,7 @@ class Run:
 
     def token_labels(self, ids) -> list[str]:
         """token_label of each id."""
-        vocabulary, byte_level = self.vocabulary, self.byte_level
-        return [token_label(int(t), vocabulary, byte_level) for t in np.asarray(ids).reshape(-1)]
+        return token_labels(np.asarray(ids).reshape(-1).tolist(), self.vocabulary, self.byte_level)
 
     def text(self, start: int = 0, stop: int | None = None) -> str:
         """The recorded tokens [start, stop) as text (UTF-8 bytes decoded, or each id's text joined)."""
@@ -509,28 +515,6 @@ class Run:
         if "token" in frame:
             frame["char"] = self.token_labels(frame["token"].to_numpy())
         return frame
-
-
-_BYTES = ByteTokenizer()
-_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def token_label(token: int, vocabulary: Sequence[str] | None = None, byte_level: bool = True) -> str:
-    """The label of token id `token`: THE definition used by the reader, the analyses and the dashboard.
-
-    Byte-level runs (no vocabulary): printable ASCII as itself, newline, tab and carriage return as \\n, \\t,
-    \\r, any other byte as <xx> (hex). With a vocabulary (any other tokenizer): the token's text with the same
-    escapes and <xx> for any other unprintable character, so a subword keeps its leading space (" the"); an
-    empty text or an id outside the vocabulary is <id>. Ids of an unknown tokenizer (neither bytes nor a
-    vocabulary: byte_level=False) are <id>. -1 (no token recorded) is "".
-    """
-    if token < 0:
-        return ""
-    if vocabulary is None:
-        return _BYTES.token_label(token) if byte_level and token < 256 else f"<{token}>"
-    if token >= len(vocabulary) or not vocabulary[token]:
-        return f"<{token}>"
-    return "".join(c if c.isprintable() else _ESCAPES.get(c, f"<{ord(c):02x}>") for c in vocabulary[token])
 
 
 def _is_bytes(manifest: dict) -> bool:

@@ -27,7 +27,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from depthscope.atomic import atomic_write, json_safe
+from depthscope.models.atomic import atomic_write, json_safe
+from depthscope.models.version import __version__
+from depthscope.models.vocabulary import kind_of_model
 
 from .batch import SUBLAYER_FIELDS, TOKEN_DTYPES, TOKEN_FIELDS, BatchRecord
 from .errors import RunError
@@ -75,8 +77,6 @@ def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
 
 def code_version() -> str:
     """depthscope's version, plus the git commit of its source tree when it is a checkout."""
-    from depthscope import __version__
-
     root = Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(
@@ -208,6 +208,10 @@ class RunWriter:
             if key in ("format", "schema_version", "status"):
                 continue
             self.manifest[key] = json_safe(value)
+        model = self.manifest.get("model")
+        if isinstance(model, dict) and "properties" not in model:
+            # what the mixer kind allows, declared once in models.vocabulary, travels with the run
+            model["properties"] = kind_of_model(model, layout.source_labels).to_dict()
         if vocabulary is not None:
             vocabulary = [str(t) for t in vocabulary]
             self.manifest["vocabulary"] = {"file": VOCABULARY, "size": len(vocabulary)}

@@ -133,7 +133,7 @@ class StepRecorder:
     in each run (summary mode's statistics). arrays: keep the per-token arrays too (False: summary-only runs,
     smaller, but the Evolution page's views need the arrays). grads: record activation gradients and parameter-gradient norms.
     key: the training's name for the Evolution page (default: the folder's absolute path). meta: more manifest
-    fields; vocabulary: the text of each token id (probe.vocabulary.text_of_ids) for tokenizers other than bytes.
+    fields; vocabulary: the text of each token id (probe.token_text.text_of_ids) for tokenizers other than bytes.
     overwrite: replace step runs an earlier training left in `out` (otherwise they are an error, raised here,
     before training starts). probe_kwargs: more arguments for Probe (adapter, sublayers, positions, ...).
     """

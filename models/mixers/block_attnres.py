@@ -22,6 +22,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..taps import Tap
+from ..vocabulary import block_sources
 from .base import DepthMixer, source_softmax
 from .key_logits import key_logits
 from .source_bank import SourceBank
@@ -54,10 +55,6 @@ class BlockState:
     phase_one: PhaseOne | None = None
 
 
-def block_source_labels(completed: int, with_partial: bool) -> list[str]:
-    return ["emb"] + [f"block{n}" for n in range(1, completed)] + (["partial"] if with_partial else [])
-
-
 class BlockAttnResMixer(DepthMixer):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -73,10 +70,10 @@ class BlockAttnResMixer(DepthMixer):
         # first query row reading completed block i (0 = embedding): block i + 1's first sublayer, or the final mixer
         self.reader_row = [first - 1 for first, _ in cfg.block_bounds] + [total]
         self.alpha_taps = nn.ModuleList(
-            Tap("alpha", l, block_source_labels(self.where[l][0], self.where[l][1] > 0))
+            Tap("alpha", l, block_sources(self.where[l][0], self.where[l][1] > 0))
             for l in range(1, total + 1)
         )
-        self.alpha_taps.append(Tap("alpha", total + 1, block_source_labels(len(cfg.block_bounds) + 1, False)))
+        self.alpha_taps.append(Tap("alpha", total + 1, block_sources(len(cfg.block_bounds) + 1, False)))
         self.partial_taps = nn.ModuleList(Tap("partial", l) for l in range(1, total + 1))
 
     def start(self, embedding: torch.Tensor) -> BlockState:

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..taps import Tap
+from ..vocabulary import layer_sources
 from .base import DepthMixer, weighted_sum
 
 
@@ -21,10 +22,6 @@ from .base import DepthMixer, weighted_sum
 class DenseState:
     stream: torch.Tensor  # [batch, tokens, d]
     history: list[torch.Tensor]  # X_0 .. X_i
-
-
-def denseformer_labels(n_sources: int) -> list[str]:
-    return ["emb"] + [f"layer{j}" for j in range(1, n_sources)]
 
 
 class DenseFormerMixer(DepthMixer):
@@ -35,7 +32,7 @@ class DenseFormerMixer(DepthMixer):
             nn.Parameter(torch.nn.functional.one_hot(torch.tensor(i), i + 1).float()) for i in range(1, blocks + 1)
         )
         # The average after block i feeds sublayer 2i + 1 (the final mixer L + 1 after the last block).
-        self.alpha_taps = nn.ModuleList(Tap("alpha", 2 * i + 1, denseformer_labels(i + 1)) for i in range(1, blocks + 1))
+        self.alpha_taps = nn.ModuleList(Tap("alpha", 2 * i + 1, layer_sources(i + 1)) for i in range(1, blocks + 1))
         self.residual_taps = nn.ModuleList(Tap("residual", l) for l in range(1, cfg.n_sublayers + 1))
 
     def start(self, embedding: torch.Tensor) -> DenseState:

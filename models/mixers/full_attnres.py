@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import ModelConfig, sublayer_label
+from ..config import ModelConfig
 from ..taps import Tap
+from ..vocabulary import full_sources
 from .base import DepthMixer, SourceStack, source_softmax
 from .key_logits import key_logits
 from .source_bank import SourceBank
@@ -47,7 +48,7 @@ class FullAttnResMixer(DepthMixer):
         total = cfg.n_sublayers
         self.depth = PseudoQueries(total + 1, cfg.d_model)
         self.alpha_taps = nn.ModuleList(
-            Tap("alpha", l, [sublayer_label(i) for i in range(l)]) for l in range(1, total + 2)
+            Tap("alpha", l, full_sources(l)) for l in range(1, total + 2)
         )
 
     def _add_source(self, state: FullState, value: torch.Tensor) -> None:

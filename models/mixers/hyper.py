@@ -19,6 +19,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..taps import Tap
+from ..vocabulary import stream_sources
 from .base import DepthMixer
 from .key_logits import key_logits
 
@@ -88,7 +89,7 @@ class HyperMixer(DepthMixer):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         n, total = cfg.hyper_streams, cfg.n_sublayers
-        labels = [f"stream{k}" for k in range(1, n + 1)]
+        labels = stream_sources(n)
         self.n_streams = n
         self.connections = nn.ModuleList(
             HyperConnection(cfg.d_model, n, l - 1, cfg.mhc, cfg.sinkhorn_iters) for l in range(1, total + 1)

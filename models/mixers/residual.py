@@ -6,8 +6,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import ModelConfig, sublayer_label
+from ..config import ModelConfig
 from ..taps import Tap
+from ..vocabulary import full_sources
 from .base import DepthMixer
 
 
@@ -23,7 +24,7 @@ class ResidualMixer(DepthMixer):
         super().__init__()
         total = cfg.n_sublayers
         self.alpha_taps = nn.ModuleList(
-            Tap("alpha", l, [sublayer_label(i) for i in range(l)]) for l in range(1, total + 2)
+            Tap("alpha", l, full_sources(l)) for l in range(1, total + 2)
         )
         self.residual_taps = nn.ModuleList(Tap("residual", l) for l in range(1, total + 1))
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from depthscope.models.mixers.block_attnres import block_source_labels
+from depthscope.models.vocabulary import block_sources, full_sources
 
 from ..adapter import Adapter, Input, Output, Sublayer, Weights
-from .common import find_module, from_package, full_sources
+from .common import find_module, from_package
 
 PACKAGE = "attn_res"
 
@@ -43,7 +43,7 @@ class BlockSources:
             if k > 0 and k % self.block_size == 0 and partial:
                 completed += 1
             partial = True
-        return block_source_labels(completed, partial)
+        return block_sources(completed, partial)
 
 
 def detect(model: nn.Module) -> Adapter | None:

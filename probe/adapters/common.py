@@ -1,16 +1,9 @@
-"""Pieces the built-in adapters share: depthscope's source labels and finding a library's model inside a wrapper."""
+"""Pieces the built-in adapters share: finding a library's model inside a wrapper."""
 from __future__ import annotations
 
 from typing import Callable
 
 from torch import nn
-
-from depthscope.models.config import sublayer_label
-
-
-def full_sources(sublayer: int) -> list[str]:
-    """["emb", "attn1", "mlp1", ...]: the embedding and every sublayer output before `sublayer` (1-based)."""
-    return [sublayer_label(i) for i in range(sublayer)]
 
 
 def find_module(model: nn.Module, match: Callable[[nn.Module], bool]) -> tuple[str, nn.Module] | None:

@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from depthscope.models.vocabulary import full_sources
+
 from ..adapter import Adapter, Input, Output, Sublayer, Weights
 from ..errors import ProbeError
 from ..hyper_mixing import hyper_step, start_streams
-from .common import from_package, full_sources
+from .common import from_package
 
 PACKAGE = "hyper_connections"
 CLASSES = ("HyperConnections", "ManifoldConstrainedHyperConnections")

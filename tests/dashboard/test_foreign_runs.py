@@ -58,7 +58,7 @@ def train_attnres(factory, out):
     """A few optimiser steps of the attn-res model in a plain loop, every 2nd step recorded into its own run."""
     from depthscope.models.data import load_corpus
     from depthscope.probe.training import StepRecorder
-    from depthscope.probe.vocabulary import encode, text_of_ids
+    from depthscope.probe.token_text import encode, text_of_ids
 
     model, tokenizer = factory()
     model.train()

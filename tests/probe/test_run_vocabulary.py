@@ -13,7 +13,7 @@ from depthscope.analyses.per_token import token_table
 from depthscope.dashboard.data import Filter, RunData
 from depthscope.models import DepthTransformer, ModelConfig
 from depthscope.probe import SCHEMA_VERSION, Probe, RunError, RunWriter, open_run
-from depthscope.probe.reader import token_label
+from depthscope.models.vocabulary import token_label
 
 # a subword vocabulary: leading spaces, a newline, a tab, an empty special token, non-ASCII and a control char
 WORDS = [" the", " cat", "ing", "\n", "\t", "", "é", "Ġx", "\x07", " sat", "on", " mat"]
