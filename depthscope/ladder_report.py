@@ -91,8 +91,8 @@ def write_report(cfg: LadderConfig, losses: pd.DataFrame, seeds: pd.DataFrame,
         f"Written by `depthscope reproduce --ladder` (settings in `settings.json`). The demo report's comparison, "
         f"residual against Block AttnRes, repeated at {len(cfg.rungs)} rung{'s' * (len(cfg.rungs) != 1)} that grow "
         f"depth, width and training "
-        f"tokens together, with the same recipe (batch {rc.batch_size} x {rc.seq_len} bytes, peak learning rate "
-        f"{rc.lr:g}, {rc.n_heads} heads, warm-up and evaluation as in `reproduce`), Block AttnRes with "
+        f"tokens together, with the same recipe (batch {rc.train.batch_size} x {rc.train.seq_len} bytes, peak learning rate "
+        f"{rc.train.lr:g}, {rc.model.n_heads} heads, warm-up and evaluation as in `reproduce`), Block AttnRes with "
         f"S = {cfg.block_size} sublayers per block at every rung, seeds {', '.join(map(str, cfg.seeds))}, each "
         f"seed recorded over {rc.record_tokens:,} held-out tokens with gradients and analysed against its own "
         f"residual baseline.",

@@ -11,7 +11,7 @@ from depthscope.analyses.causal import causal_ablation, causal_summary
 from depthscope.cli import main
 from depthscope.models import DepthTransformer, ModelConfig
 from depthscope.models.checkpoint import save_checkpoint
-from depthscope.probe.recording import record_run
+from depthscope.record import record_run
 
 torch.set_num_threads(1)
 
@@ -80,7 +80,7 @@ def test_causal_ablation_of_a_source_with_no_weight_changes_nothing():
 
 
 def test_source_ablation_table_for_the_dashboard(runs):
-    from depthscope.analyses.ablation import source_ablation
+    from depthscope.causal_check import source_ablation
 
     table = source_ablation(runs["block_attnres"], max_tokens=32)
     assert {"sublayer_label", "source_label", "mean_share", "delta_loss"} <= set(table.columns)

@@ -10,7 +10,7 @@ from depthscope.models import DepthTransformer, ModelConfig
 from depthscope.models.checkpoint import load_checkpoint, save_checkpoint
 from depthscope.models.data import load_corpus
 from depthscope.probe import open_run
-from depthscope.probe.recording import record_run
+from depthscope.record import record_run
 
 torch.set_num_threads(1)
 
