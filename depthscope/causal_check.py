@@ -31,7 +31,8 @@ def recorded_text(run, max_tokens: int, device: str = "cpu"):
     manifest = getattr(run, "manifest", {}) or {}
     checkpoint = getattr(run, "checkpoint", None) or manifest.get("checkpoint")
     if not checkpoint or not Path(checkpoint).exists():
-        raise AnalysisError(run_name(run), f"the causal check needs the run's checkpoint ({checkpoint or 'not named in the manifest'})")
+        raise AnalysisError(run_name(run), "the causal check needs the run's checkpoint "
+                                           f"({checkpoint or 'not named in the manifest'})")
     model, info = load_checkpoint(checkpoint, device=device)
     training = info.training or {}
     seed = (manifest.get("seed") or {}).get("data", training.get("corpus_split_seed", 0)) or 0

@@ -183,7 +183,7 @@ def run_rung(cfg: LadderConfig, corpus: str, index: int, rung: Rung, corpus_data
         if (folder / "stamp.json").exists() and json.loads((folder / "stamp.json").read_text()) == stamp:
             seed_frame = pd.read_csv(cached)
         else:
-            analysis = analyze(runs["block_attnres"], baseline=runs["residual"], causal=False)
+            analysis = analyze(runs["block_attnres"], baseline=runs["residual"])  # no causal check
             write(analysis, folder)
             seed_frame = pd.DataFrame(seed_rows(analysis))
             seed_frame.to_csv(cached, index=False)

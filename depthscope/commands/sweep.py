@@ -36,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
     if not kinds or set(kinds) - set(KINDS):
         raise UsageError("--kinds takes block_size, depth_width or both")
     template = SweepConfig(out=None)
-    cfg = build(SweepConfig, args, base=template, out=Path(args.out),
-                model=build(ModelConfig, args, base=template.model), train=build(TrainConfig, args, base=template.train))
+    model = build(ModelConfig, args, base=template.model)
+    train = build(TrainConfig, args, base=template.train)
+    cfg = build(SweepConfig, args, base=template, out=Path(args.out), model=model, train=train)
     for path in sweep(cfg, kinds):
         print(path)
     return 0

@@ -16,10 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from depthscope.models.train import TrainConfig
     from depthscope.options import add_options
 
+    # --two-phase defaults to None, "not given": it applies to block_attnres only
     add_options(parser.add_argument_group("model"), ModelConfig, MODEL_OPTIONS, defaults={"mixer": "block_attnres"},
-                overrides={"two_phase": {"default": None},  # None: not given (it applies to block_attnres only)
-                           "max_seq_len": {"default": None,
-                                           "help": "longest sequence the model accepts (default: max(256, --seq-len))"}})
+                overrides={"two_phase": {"default": None},
+                           "max_seq_len": {"default": None, "help": "longest sequence the model accepts "
+                                                                    "(default: max(256, --seq-len))"}})
 
     data = parser.add_argument_group("data")
     data.add_argument("--corpus", default="pydoc", metavar="NAME|PATH",
