@@ -35,13 +35,15 @@ RECALL_NAME = "recall_block_attnres"
 
 
 def _model_template() -> ModelConfig:
-    # the mixer comes from MIXER_VARIANTS; max_seq_len follows the training's seq_len (model_config)
-    return ModelConfig(vocab_size=256, d_model=64, n_layers=8, n_heads=4, n_blocks=4, max_seq_len=128)
+    # ModelConfig's defaults but N = 4 blocks; the mixer comes from MIXER_VARIANTS, and max_seq_len follows the
+    # training's seq_len (model_config)
+    return ModelConfig(n_blocks=4, max_seq_len=TrainConfig().seq_len)
 
 
 def _train_template() -> TrainConfig:
-    # steps, warm-up, evaluation, seed and step checkpoints are set per model from the budget (train_config)
-    return TrainConfig(batch_size=16, seq_len=128, lr=3e-3, device="cpu")
+    # TrainConfig's defaults; steps, warm-up, evaluation, seed and step checkpoints are set per model from the
+    # budget (train_config)
+    return TrainConfig()
 
 
 @dataclass

@@ -24,13 +24,14 @@ from depthscope.options import token_count
 
 
 def _model_template() -> ModelConfig:
-    # the block-size sweep's shape; n_blocks is the depth-width sweep's Block AttnRes N (capped at 2 x depth)
-    return ModelConfig(vocab_size=256, d_model=64, n_layers=8, n_heads=4, n_blocks=4, max_seq_len=128)
+    # ModelConfig's defaults: the block-size sweep's shape; n_blocks = 4 is the depth-width sweep's Block AttnRes
+    # N (capped at 2 x depth); max_seq_len follows the training's seq_len
+    return ModelConfig(n_blocks=4, max_seq_len=TrainConfig().seq_len)
 
 
 def _train_template() -> TrainConfig:
-    # steps and warm-up from the budget; the held-out loss at the start and the end only
-    return TrainConfig(batch_size=16, seq_len=128, lr=3e-3, eval_every=0, device="cpu")
+    # TrainConfig's defaults; steps and warm-up from the budget; the held-out loss at the start and the end only
+    return TrainConfig(eval_every=0)
 
 
 @dataclass
