@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -20,6 +21,10 @@ from depthscope.probe import RunError
 
 from .errors import AnalysisError
 from .runs import as_run, model_kind, run_name
+
+# the causal check of a run on `max_tokens` tokens -> causal.causal_ablation's table; it loads the run's
+# checkpoint and text, a workflow the caller hands in (depthscope.causal_check.causal_from_run)
+CausalCheck = Callable[[object, int], pd.DataFrame]
 
 # Run-level statistics given with CIs in `estimates` and compared in `compare` (every other statistic of
 # compare.statistics, e.g. per sublayer "locality@mlp3", is one call of compare.estimate / compare.compare away).
@@ -69,9 +74,9 @@ def _try(analysis: Analysis, what: str, fn):
         return None
 
 
-def analyze_one(run, k: float | None = None, unit: str = "auto", causal: bool = True, causal_tokens: int = 1024,
-                chunk_tokens: int | None = None) -> Analysis:
-    from .causal import SUPPORTED, causal_from_run, causal_summary
+def analyze_one(run, k: float | None = None, unit: str = "auto", causal: CausalCheck | None = None,
+                causal_tokens: int = 1024, chunk_tokens: int | None = None) -> Analysis:
+    from .causal import SUPPORTED, causal_summary
     from .compare import grouped_sums, param_grad_sums
     from .groups import group_index
     from .gradients import gradient_profile, gradient_uniformity
@@ -121,18 +126,19 @@ def analyze_one(run, k: float | None = None, unit: str = "auto", causal: bool = 
     if not run.grad_norms.empty:
         out.param_sums = _try(out, "parameter-gradient intervals", lambda: param_grad_sums(run))
     if causal and out.kind in SUPPORTED:
-        table = _try(out, "causal check", lambda: causal_from_run(run, max_tokens=causal_tokens))
+        table = _try(out, "causal check", lambda: causal(run, causal_tokens))
         if table is not None and len(table):
             t["causal"] = table
             t["causal_summary"] = causal_summary(table)
     return out
 
 
-def analyze(run, baseline=None, k: float | None = None, unit: str = "auto", causal: bool = True,
+def analyze(run, baseline=None, k: float | None = None, unit: str = "auto", causal: CausalCheck | None = None,
             causal_tokens: int = 1024, chunk_tokens: int | None = None, n_resamples: int = 1000) -> Analysis:
     """Analyse `run` (and `baseline`, compared against it); see the module docstring. k: the long-range window
-    (routing.py); unit: the bootstrap groups (compare.py); causal: run the ablation check when the run's
-    checkpoint is at hand, on `causal_tokens` held-out tokens; n_resamples: bootstrap resamples per CI."""
+    (routing.py); unit: the bootstrap groups (compare.py); causal: the ablation check, causal(run, causal_tokens)
+    -> table (depthscope.causal_check.causal_from_run loads the run's checkpoint; None: no check);
+    n_resamples: bootstrap resamples per CI."""
     from .compare import compare_table, estimate, param_grad_statistics, statistics
     from .signal import signal_vs_baseline
 

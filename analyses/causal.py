@@ -173,37 +173,3 @@ def causal_summary(table: pd.DataFrame) -> pd.DataFrame:
         rows.append({"family": name, "n": len(g), "spearman_rho": rho, "p_value": p,
                      "mean_mass": g["mass"].mean(), "mean_delta_loss": g["delta_loss"].mean()})
     return pd.DataFrame(rows)
-
-
-def causal_from_run(run, max_tokens: int = 2048, batch_size: int = 8, each: bool = False,
-                    device: str = "cpu") -> pd.DataFrame:
-    """causal_ablation on the model and held-out text a run was recorded from (its manifest's checkpoint,
-    corpus, split and seq_len): the first `max_tokens` tokens (whole windows)."""
-    from pathlib import Path
-
-    from depthscope.models.checkpoint import load_checkpoint
-    from depthscope.models.data import load_corpus
-
-    from .runs import as_run, run_name
-
-    run = as_run(run)
-    manifest = getattr(run, "manifest", {}) or {}
-    checkpoint = getattr(run, "checkpoint", None) or manifest.get("checkpoint")
-    if not checkpoint or not Path(checkpoint).exists():
-        raise AnalysisError(run_name(run), f"the causal check needs the run's checkpoint ({checkpoint or 'not named in the manifest'})")
-    model, info = load_checkpoint(checkpoint, device=device)
-    training = info.training or {}
-    seed = (manifest.get("seed") or {}).get("data", training.get("corpus_split_seed", 0)) or 0
-    corpus = load_corpus(manifest.get("corpus"), seed=int(seed),
-                         heldout_fraction=float(training.get("heldout_fraction", 0.05) or 0.05))
-    seq_len = int(manifest.get("seq_len") or 128)
-    windows = []
-    for w in corpus.heldout_windows(seq_len, split=manifest.get("split", "heldout")):
-        windows.append(w)
-        if len(windows) * seq_len >= max_tokens:
-            break
-    if not windows:
-        raise AnalysisError(run_name(run), "no held-out windows for the causal check")
-    tokens = torch.stack([w.inputs for w in windows]).to(device)
-    targets = torch.stack([w.targets for w in windows]).to(device)
-    return causal_ablation(model, tokens, targets, each=each)

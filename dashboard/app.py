@@ -26,9 +26,11 @@ def pages() -> list[Page]:
     return [m.PAGE for m in (runs, routing, tokens, signal, gradients, statistics, compare, evolution)]
 
 
-def create_app(runs_dir: str | Path, *, background: bool = True, catalogue: Catalogue | None = None) -> Dash:
-    """The app over the runs under `runs_dir`. background=False computes aggregates in the callback (tests)."""
-    cat = catalogue or Catalogue(runs_dir, background=background)
+def create_app(runs_dir: str | Path, *, background: bool = True, catalogue: Catalogue | None = None,
+               ablation=None) -> Dash:
+    """The app over the runs under `runs_dir`. background=False computes aggregates in the callback (tests);
+    ablation: the source-ablation workflow (Catalogue's)."""
+    cat = catalogue or Catalogue(runs_dir, background=background, ablation=ablation)
     app = Dash(
         __name__,
         title="depthscope",
@@ -113,6 +115,7 @@ def with_suggestions(cat: Catalogue, params: dict) -> dict:
     return {k: v for k, v in out.items() if v}
 
 
-def serve(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 8050, debug: bool = False) -> None:
-    app = create_app(runs_dir)
+def serve(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 8050, debug: bool = False,
+          ablation=None) -> None:
+    app = create_app(runs_dir, ablation=ablation)
     app.run(host=host, port=port, debug=debug)

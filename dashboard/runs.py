@@ -116,10 +116,13 @@ def training_of(manifest: dict) -> tuple[str, int | None]:
 class Catalogue:
     """The runs under `root`, opened lazily and cached. Thread-safe (Dash serves callbacks on threads)."""
 
-    def __init__(self, root: str | Path, *, background: bool = True, max_open: int = 16):
+    def __init__(self, root: str | Path, *, background: bool = True, max_open: int = 16, ablation=None):
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise NotADirectoryError(f"runs folder {root}: not a directory")
+        # ablation(run) -> the per-source ablation table; it loads the run's checkpoint, so the command line
+        # hands it in (depthscope.causal_check.source_ablation); None: the ablation view says it is not at hand
+        self.ablation = ablation
         self.background = background
         self.max_open = max_open
         self._lock = threading.RLock()

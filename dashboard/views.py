@@ -300,17 +300,13 @@ def sinks(cat: Catalogue, params: Params) -> go.Figure:
 
 
 def ablation(cat: Catalogue, params: Params) -> go.Figure:
-    """Causal source ablation beside routing mass: uses depthscope.analyses' ablation when it exists."""
-    try:
-        from depthscope.analyses import ablation as ab  # noqa: F401  (lands with the analyses issue)
-    except ImportError:
-        return F.empty_figure("Causal source ablation: not available yet in depthscope.analyses.",
-                              "Causal source ablation beside routing mass")
+    """Causal source ablation beside routing mass: the catalogue's ablation workflow (handed in by the command
+    line: it loads the run's checkpoint) when there is one."""
     from depthscope.analyses.errors import AnalysisError
 
-    fn = getattr(ab, "source_ablation", None)
+    fn = cat.ablation
     if fn is None:
-        return F.empty_figure("Causal source ablation: not available in depthscope.analyses.",
+        return F.empty_figure("Causal source ablation: not at hand here (`depthscope serve` runs it).",
                               "Causal source ablation beside routing mass")
     run_id = need_run(params)
     run = cat.open(run_id)

@@ -83,10 +83,10 @@ class LadderConfig:
 
     def reproduce_config(self, corpus: str, rung: Rung) -> ReproduceConfig:
         """The report's recipe at this rung: only shape, tokens, corpus, seeds and mixers change."""
+        model = replace(self.recipe.model, n_layers=rung.n_layers, d_model=rung.d_model,
+                        n_blocks=max(1, math.ceil(2 * rung.n_layers / self.block_size)))
         return replace(self.recipe, out=self.out / "work" / corpus / rung.name, corpus=corpus, seeds=self.seeds,
-                       n_layers=rung.n_layers, d_model=rung.d_model, budget_tokens=rung.budget_tokens,
-                       n_blocks=max(1, math.ceil(2 * rung.n_layers / self.block_size)), mixers=MIXERS,
-                       progress=self.progress)
+                       model=model, budget_tokens=rung.budget_tokens, mixers=MIXERS, progress=self.progress)
 
 
 def parse_rungs(text: str) -> tuple[Rung, ...]:
@@ -168,8 +168,8 @@ def run_rung(cfg: LadderConfig, corpus: str, index: int, rung: Rung, corpus_data
     rc.out.mkdir(parents=True, exist_ok=True)
     params = parameter_count(rc.model_config("residual"))
     meta = dict(corpus=corpus, rung=index, rung_name=rung.name, n_layers=rung.n_layers,
-                sublayers=2 * rung.n_layers, d_model=rung.d_model, n_blocks=rc.n_blocks, params=params,
-                tokens=rc.steps * rc.batch_size * rc.seq_len)
+                sublayers=2 * rung.n_layers, d_model=rung.d_model, n_blocks=rc.model.n_blocks, params=params,
+                tokens=rc.train_config(cfg.seeds[0]).tokens)
     losses, rows = [], []
     for seed in cfg.seeds:
         runs = {}
@@ -183,7 +183,7 @@ def run_rung(cfg: LadderConfig, corpus: str, index: int, rung: Rung, corpus_data
         if (folder / "stamp.json").exists() and json.loads((folder / "stamp.json").read_text()) == stamp:
             seed_frame = pd.read_csv(cached)
         else:
-            analysis = analyze(runs["block_attnres"], baseline=runs["residual"], causal=False)
+            analysis = analyze(runs["block_attnres"], baseline=runs["residual"])  # no causal check
             write(analysis, folder)
             seed_frame = pd.DataFrame(seed_rows(analysis))
             seed_frame.to_csv(cached, index=False)
@@ -298,9 +298,12 @@ def trends(table: pd.DataFrame) -> pd.DataFrame:
 
 def write_settings(cfg: LadderConfig) -> None:
     cfg.out.mkdir(parents=True, exist_ok=True)
-    recipe = {k: v for k, v in asdict(cfg.recipe).items()
-              if k not in ("out", "n_layers", "d_model", "budget_tokens", "corpus", "seeds", "mixers", "n_blocks",
-                           "evolution_checkpoints", "recall_budget_tokens", "progress")}
+    # the recipe less what each rung or job sets (shape, tokens, steps and schedule, seed, corpus, mixers)
+    model = {k: v for k, v in asdict(cfg.recipe.model).items()
+             if k not in ("n_layers", "d_model", "n_blocks", "mixer", "mhc", "max_seq_len")}
+    train = {k: v for k, v in asdict(cfg.recipe.train).items()
+             if k not in ("steps", "warmup_steps", "eval_every", "seed", "save_every")}
+    recipe = dict(model=model, train=train, record_tokens=cfg.recipe.record_tokens)
     settings = dict(rungs=[r.spec() for r in cfg.rungs], corpora={k: list(v) if v else "all" for k, v in
                                                                    cfg.corpora.items()},
                     seeds=list(cfg.seeds), block_size=cfg.block_size, mixers=list(MIXERS), recipe=recipe)
@@ -338,47 +341,3 @@ def ladder(cfg: LadderConfig) -> Path:
         report = write_report(cfg, losses_frame, seeds_frame, progress=(done, len(jobs)))
     bar.close()
     return report
-
-
-# ----------------------------------------------------------------------------------------------------- CLI
-
-
-def add_ladder_arguments(parser) -> None:
-    """`reproduce --ladder`'s own options (the recipe options of `reproduce` apply at every rung)."""
-    group = parser.add_argument_group(
-        "scale ladder (--ladder)", "residual against Block AttnRes at growing scale; --rungs and --corpora replace "
-        "--layers, --d-model, --budget and --corpus; --blocks, --mixers and --recall-budget do not apply")
-    group.add_argument("--ladder", action="store_true", help="run the scale ladder instead of the single-scale report")
-    group.add_argument("--rungs", default=",".join(r.spec() for r in DEFAULT_RUNGS),
-                       help="comma-separated BLOCKSxWIDTH:TOKENS (k/M allowed) (default: %(default)s)")
-    group.add_argument("--corpora", default="pydoc,bible:1+3",
-                       help="comma-separated corpora, each on every rung or on NAME:RUNG+RUNG only "
-                            "(default: %(default)s)")
-    group.add_argument("--no-figures", action="store_true",
-                       help="tables and report.md only, no SVG figures (a machine without Chromium)")
-    group.add_argument("--block-size", type=int, default=4,
-                       help="Block AttnRes sublayers per block S, the same at every rung (default: %(default)s)")
-
-
-def run_ladder_command(args) -> int:
-    from depthscope.cli import UsageError
-
-    try:
-        rungs = parse_rungs(args.rungs)
-        corpora = parse_corpora(args.corpora)
-        seeds = tuple(int(s) for s in (args.seeds or "0,1").split(",") if s)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    if args.block_size < 1:
-        raise UsageError("--block-size must be at least 1")
-    recipe = ReproduceConfig(out=None, device=args.device, n_heads=args.heads, seq_len=args.seq_len,
-                             batch_size=args.batch_size, lr=args.lr, record_tokens=args.record_tokens)
-    try:
-        cfg = LadderConfig(out=Path(args.out), rungs=rungs, corpora=corpora, seeds=seeds,
-                           block_size=args.block_size, recipe=recipe, progress=not args.no_progress,
-                           figures=not args.no_figures)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    report = ladder(cfg)
-    print(f"report: {report}")
-    return 0

@@ -91,8 +91,9 @@ def write_report(cfg: LadderConfig, losses: pd.DataFrame, seeds: pd.DataFrame,
         f"Written by `depthscope reproduce --ladder` (settings in `settings.json`). The demo report's comparison, "
         f"residual against Block AttnRes, repeated at {len(cfg.rungs)} rung{'s' * (len(cfg.rungs) != 1)} that grow "
         f"depth, width and training "
-        f"tokens together, with the same recipe (batch {rc.batch_size} x {rc.seq_len} bytes, peak learning rate "
-        f"{rc.lr:g}, {rc.n_heads} heads, warm-up and evaluation as in `reproduce`), Block AttnRes with "
+        f"tokens together, with the same recipe (batch {rc.train.batch_size} x {rc.train.seq_len} bytes, peak "
+        f"learning rate {rc.train.lr:g}, {rc.model.n_heads} heads, warm-up and evaluation as in `reproduce`), "
+        f"Block AttnRes with "
         f"S = {cfg.block_size} sublayers per block at every rung, seeds {', '.join(map(str, cfg.seeds))}, each "
         f"seed recorded over {rc.record_tokens:,} held-out tokens with gradients and analysed against its own "
         f"residual baseline.",
@@ -108,7 +109,7 @@ def write_report(cfg: LadderConfig, losses: pd.DataFrame, seeds: pd.DataFrame,
         tokens = int(rows["tokens"].iloc[0]) if len(rows) else rung.budget_tokens
         corpora = ", ".join(c for c in cfg.corpora if i in [j for j, _ in cfg.rungs_of(c)])
         lines.append(f"| {i} | {rung.n_layers} | {2 * rung.n_layers} | {rung.d_model} | "
-                     f"{cfg.reproduce_config('pydoc', rung).n_blocks} | {params:,} | {tokens:,} | {corpora} |")
+                     f"{cfg.reproduce_config('pydoc', rung).model.n_blocks} | {params:,} | {tokens:,} | {corpora} |")
     lines += [
         "",
         "Intervals: each seed's recording gives a 95 % bootstrap interval (over token blocks, as in the demo "

@@ -12,7 +12,7 @@ vocabulary (vocabulary.json), so every view shows the real subword tokens.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,8 @@ import numpy as np
 from torch import nn
 
 from depthscope.models.data import ByteTokenizer, Corpus, load_corpus
-from depthscope.probe.layout import DEFAULT_CAPTURE
-from depthscope.probe.recording import RecordResult, record_model
-from depthscope.probe.store import DEFAULT_CHUNK_TOKENS
 from depthscope.probe.token_text import describe_tokenizer, encode, text_of_ids, vocab_size
+from depthscope.record import RecordOptions, RecordResult, record_model, record_options
 
 
 class ForeignModelError(ValueError):
@@ -160,28 +158,21 @@ def record_foreign(
     foreign: ForeignModel,
     corpus: str | Path,
     out: str | Path,
+    options: RecordOptions | None = None,
     *,
-    tokens: int = 100_000,
-    grads: bool = False,
-    summary: bool = False,
-    batch_size: int = 8,
-    seq_len: int | None = None,
-    split: str = "heldout",
-    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-    overwrite: bool = False,
-    device: str = "cpu",
-    progress: bool = True,
-    capture: tuple[str, ...] = DEFAULT_CAPTURE,
     data_seed: int = 0,
     heldout_fraction: float = 0.05,
+    **changes,
 ) -> RecordResult:
-    """Record `tokens` tokens of `corpus` through a foreign model into the run directory `out`.
+    """Record `options.tokens` tokens of `corpus` through a foreign model into the run directory `out`;
+    `changes`: RecordOptions fields given as keywords.
 
     seq_len defaults to min(256, the model's longest sequence). The run's manifest names the model's source,
     corpus, split, seed and tokenizer; vocabulary.json holds the tokenizer's text of every id.
     """
+    opts = record_options(options, **changes)
     limit = foreign.max_seq_len
-    seq_len = seq_len or min(256, limit or 256)
+    seq_len = opts.seq_len or min(256, limit or 256)
     if limit is not None and seq_len > limit:
         raise ValueError(f"--seq-len {seq_len} exceeds the model's longest sequence ({limit})")
     tokenizer = foreign.tokenizer
@@ -189,12 +180,12 @@ def record_foreign(
     meta: dict[str, Any] = {
         "source": foreign.source,
         "corpus": text.name,
-        "split": split,
+        "split": opts.split,
         "seed": {"data": data_seed},
         "seq_len": seq_len,
-        "batch_size": batch_size,
+        "batch_size": opts.batch_size,
         "loss": "cross-entropy of predicting the next token, per token",
-        "grad_loss": "mean cross-entropy over the batch's tokens" if grads else None,
+        "grad_loss": "mean cross-entropy over the batch's tokens" if opts.grads else None,
     }
     if isinstance(tokenizer, ByteTokenizer):
         meta["tokenizer"] = tokenizer.to_dict()
@@ -202,9 +193,7 @@ def record_foreign(
         meta["tokenizer"] = describe_tokenizer(tokenizer)
         meta["vocabulary"] = text_of_ids(tokenizer)
     name = foreign.source.get("hf") or foreign.source.get("factory") or type(foreign.model).__name__
-    return record_model(foreign.model, text, out, tokens=tokens, grads=grads, summary=summary,
-                        batch_size=batch_size, seq_len=seq_len, split=split, chunk_tokens=chunk_tokens,
-                        overwrite=overwrite, device=device, progress=progress, capture=capture, meta=meta,
+    return record_model(foreign.model, text, out, replace(opts, seq_len=seq_len), meta=meta,
                         name=Path(str(name)).name)
 
 
@@ -214,27 +203,3 @@ def describe(foreign: ForeignModel) -> str:
     tok = foreign.tokenizer
     tok_text = "UTF-8 bytes" if isinstance(tok, ByteTokenizer) else type(tok).__name__
     return f"{type(foreign.model).__name__} ({n:,} parameters), tokenizer {tok_text}"
-
-
-def run_record_command(args) -> int:
-    """`depthscope record --hf DIR | --model MODULE:FUNCTION ...` (arguments as parsed by depthscope.cli)."""
-    import sys
-
-    if args.hf:
-        foreign = load_hf_folder(args.hf, device=args.device)
-    else:
-        foreign = load_factory(args.model, tokenizer=args.tokenizer, device=args.device)
-    from depthscope.probe import ProbeError
-
-    print(describe(foreign), file=sys.stderr)
-    try:
-        result = record_foreign(foreign, args.corpus, args.out, tokens=args.tokens, grads=args.grads,
-                                summary=args.summary, batch_size=args.batch_size, seq_len=args.seq_len,
-                                split=args.split, chunk_tokens=args.chunk_tokens, overwrite=args.overwrite,
-                                device=args.device, progress=not args.no_progress)
-    except ProbeError as err:  # the probe cannot read this model: say which model, keep the probe's words
-        raise ForeignModelError(f"{args.hf or args.model}: {err}") from None
-    if result.exhausted:
-        print(f"the {args.split} split ran out after {result.tokens} tokens", file=sys.stderr)
-    print(f"run: {result.path} ({result.tokens} tokens in {result.batches} batches, {result.seconds:.1f} s)")
-    return 0

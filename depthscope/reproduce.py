@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
+
+from depthscope.models.config import ModelConfig, option
+from depthscope.models.train import TrainConfig, steps_for_budget
+from depthscope.options import token_count
 
 # name -> ModelConfig overrides; the names are the run ids the dashboard and the report show.
 MIXER_VARIANTS: dict[str, dict] = {
@@ -30,44 +34,50 @@ MIXER_VARIANTS: dict[str, dict] = {
 RECALL_NAME = "recall_block_attnres"
 
 
+def _model_template() -> ModelConfig:
+    # ModelConfig's defaults but N = 4 blocks; the mixer comes from MIXER_VARIANTS, and max_seq_len follows the
+    # training's seq_len (model_config)
+    return ModelConfig(n_blocks=4, max_seq_len=TrainConfig().seq_len)
+
+
+def _train_template() -> TrainConfig:
+    # TrainConfig's defaults; steps, warm-up, evaluation, seed and step checkpoints are set per model from the
+    # budget (train_config)
+    return TrainConfig()
+
+
 @dataclass
 class ReproduceConfig:
-    out: Path
-    device: str = "cpu"
-    budget_tokens: int = 1_000_000  # training tokens per model: equal compute for every mixer
-    seeds: tuple[int, ...] = (0, 1, 2)
-    corpus: str = "pydoc"
-    n_layers: int = 8
-    d_model: int = 64
-    n_heads: int = 4
-    n_blocks: int = 4
-    seq_len: int = 128
-    batch_size: int = 16
-    lr: float = 3e-3
-    record_tokens: int = 4096
+    """The report's recipe: one model shape (`model`, the mixer set per variant) and one training recipe
+    (`train`, steps from the token budget), the same for every mixer."""
+
+    out: Path | None = option(None, "folder for checkpoints, runs, figures, report.md", metavar="DIR", required=True)
+    model: ModelConfig = field(default_factory=_model_template)
+    train: TrainConfig = field(default_factory=_train_template)
+    # training tokens per model: equal compute for every mixer
+    budget_tokens: int = option(1_000_000, "training tokens per model, the same for every mixer", flag="--budget",
+                                parse=token_count)
+    seeds: tuple[int, ...] = option((0, 1, 2), "comma-separated training seeds; the first is recorded")
+    corpus: str = option("pydoc", "training corpus")
+    record_tokens: int = option(4096, "held-out tokens recorded per model")
     evolution_checkpoints: int = 4  # checkpoints along the seed-0 Block AttnRes training, the last included
-    recall_budget_tokens: int = 500_000
-    mixers: tuple[str, ...] = tuple(MIXER_VARIANTS)
-    progress: bool = True
+    recall_budget_tokens: int = option(500_000, "training tokens of the synthetic recall model",
+                                       flag="--recall-budget", parse=token_count)
+    mixers: tuple[str, ...] = option(tuple(MIXER_VARIANTS), f"comma-separated subset of {', '.join(MIXER_VARIANTS)}; "
+                                     "residual is the baseline and must be among them (default: all)")
+    progress: bool = option(True, "no progress bars", flag="--no-progress")
 
     @property
     def steps(self) -> int:
-        return max(1, self.budget_tokens // (self.batch_size * self.seq_len))
+        return steps_for_budget(self.budget_tokens, self.train.batch_size, self.train.seq_len)
 
-    def model_config(self, name: str):
-        from depthscope.models.config import ModelConfig
-
+    def model_config(self, name: str) -> ModelConfig:
         overrides = MIXER_VARIANTS["block_attnres"] if name == RECALL_NAME else MIXER_VARIANTS[name]
-        return ModelConfig(vocab_size=256, d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
-                           n_blocks=self.n_blocks, max_seq_len=self.seq_len, **overrides)
+        return replace(self.model, max_seq_len=self.train.seq_len, **overrides)
 
-    def train_config(self, seed: int, budget_tokens: int | None = None, save_every: int = 0):
-        from depthscope.models.train import TrainConfig
-
-        steps = max(1, (budget_tokens or self.budget_tokens) // (self.batch_size * self.seq_len))
-        return TrainConfig(steps=steps, batch_size=self.batch_size, seq_len=self.seq_len, lr=self.lr,
-                           warmup_steps=max(1, steps // 10), eval_every=max(1, steps // 10), seed=seed,
-                           device=self.device, save_every=save_every)
+    def train_config(self, seed: int, budget_tokens: int | None = None, save_every: int = 0) -> TrainConfig:
+        cfg = self.train.with_budget(budget_tokens or self.budget_tokens, seed=seed, save_every=save_every)
+        return replace(cfg, eval_every=max(1, cfg.steps // 10))  # the held-out loss at every tenth of the training
 
 
 def _done(checkpoint_dir: Path, model_cfg, train_cfg) -> bool:
@@ -160,15 +170,15 @@ def record_all(cfg: ReproduceConfig) -> list[Path]:
 def record_one(cfg: ReproduceConfig, checkpoint: Path, corpus: str, out: Path) -> Path:
     """Record `checkpoint` over `corpus` into `out` with gradients, unless `out` already holds that recording
     (a stamp names the checkpoint, its weights' mtime, the corpus and the token count)."""
-    from depthscope.probe.recording import record_run
+    from depthscope.record import record_run
 
     stamp = out / "recorded_from.json"
     want = {"checkpoint": str(checkpoint.resolve()), "tokens": cfg.record_tokens, "corpus": corpus,
             "mtime": (checkpoint / "model.safetensors").stat().st_mtime}
     if stamp.exists() and json.loads(stamp.read_text()) == want:
         return out
-    record_run(checkpoint, corpus, out, tokens=cfg.record_tokens, grads=True, seq_len=cfg.seq_len,
-               overwrite=True, device=cfg.device, progress=cfg.progress)
+    record_run(checkpoint, corpus, out, tokens=cfg.record_tokens, grads=True, seq_len=cfg.train.seq_len,
+               overwrite=True, device=cfg.train.device, progress=cfg.progress)
     stamp.write_text(json.dumps(want))
     return out
 
@@ -209,7 +219,7 @@ def _mixing_frames(cfg: ReproduceConfig) -> tuple[dict[str, pd.DataFrame], pd.Da
     from depthscope.models.data import load_corpus
 
     corpus = load_corpus(cfg.corpus, seed=0)
-    inputs, _ = corpus.eval_batch(8, cfg.seq_len)
+    inputs, _ = corpus.eval_batch(8, cfg.train.seq_len)
     frames, ranks = {}, []
     for name in cfg.mixers:
         model, _ = load_checkpoint(cfg.out / "checkpoints" / name)
@@ -230,6 +240,7 @@ def write_report(cfg: ReproduceConfig, losses: pd.DataFrame) -> Path:
     """Stage 3: analyses, figures (SVG, vector heatmaps) and report.md."""
     from depthscope.analyses.analyze import analyze, write
     from depthscope.analyses.report import summary_markdown
+    from depthscope.causal_check import causal_from_run
     from depthscope.dashboard.figure_set import FigureSet, write_figure_set
 
     missing = {"residual", "full_attnres", "block_attnres"} - set(cfg.mixers)
@@ -251,20 +262,21 @@ def write_report(cfg: ReproduceConfig, losses: pd.DataFrame) -> Path:
 
     summaries = {}
     for name in ("block_attnres", "full_attnres"):
-        analysis = analyze(runs / name, baseline=runs / "residual")
+        analysis = analyze(runs / name, baseline=runs / "residual", causal=causal_from_run)
         write(analysis, cfg.out / "analysis" / name)
         summaries[name] = summary_markdown(analysis)
 
     table = loss_table(losses)
     table.to_csv(cfg.out / "loss_table.csv", index=False)
+    train = cfg.train_config(cfg.seeds[0])
     lines = [
         "# Reproducing *Attention Residuals* at small scale",
         "",
-        f"Written by `depthscope reproduce` (settings in `settings.json`). Every mixer: {cfg.n_layers} transformer "
-        f"blocks ({2 * cfg.n_layers} sublayers), d_model {cfg.d_model}, byte-level `{cfg.corpus}` corpus, "
-        f"{cfg.steps} steps x {cfg.batch_size} x {cfg.seq_len} = {cfg.steps * cfg.batch_size * cfg.seq_len:,} "
+        f"Written by `depthscope reproduce` (settings in `settings.json`). Every mixer: {cfg.model.n_layers} transformer "
+        f"blocks ({cfg.model.n_sublayers} sublayers), d_model {cfg.model.d_model}, byte-level `{cfg.corpus}` "
+        f"corpus, {train.steps} steps x {train.batch_size} x {train.seq_len} = {train.tokens:,} "
         f"training tokens per model (equal compute up to the mixers' own small overhead), seeds "
-        f"{', '.join(map(str, cfg.seeds))}. Block AttnRes uses N = {cfg.n_blocks} blocks. Recordings: "
+        f"{', '.join(map(str, cfg.seeds))}. Block AttnRes uses N = {cfg.model.n_blocks} blocks. Recordings: "
         f"{cfg.record_tokens:,} held-out tokens per model, with gradients of the mean next-token loss.",
         "",
         "The paper trained 194M-48B-parameter models on up to 1T tokens; these models have well under a million "

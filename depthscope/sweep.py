@@ -13,39 +13,46 @@ and the two figures as SVG (OUT/block_size.svg, OUT/depth_width.svg).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
+from depthscope.models.config import ModelConfig, option
+from depthscope.models.train import TrainConfig
+from depthscope.options import token_count
+
+
+def _model_template() -> ModelConfig:
+    # ModelConfig's defaults: the block-size sweep's shape; n_blocks = 4 is the depth-width sweep's Block AttnRes
+    # N (capped at 2 x depth); max_seq_len follows the training's seq_len
+    return ModelConfig(n_blocks=4, max_seq_len=TrainConfig().seq_len)
+
+
+def _train_template() -> TrainConfig:
+    # TrainConfig's defaults; steps and warm-up from the budget; the held-out loss at the start and the end only
+    return TrainConfig(eval_every=0)
+
 
 @dataclass
 class SweepConfig:
-    out: Path
-    budget_tokens: int = 300_000
-    seeds: tuple[int, ...] = (0, 1)
-    corpus: str = "pydoc"
-    n_layers: int = 8  # block-size sweep shape
-    d_model: int = 64
-    n_heads: int = 4
-    depths: tuple[int, ...] = (2, 4, 8, 16)  # depth-width sweep: transformer blocks
-    parameter_budget: int = 400_000  # depth-width sweep: parameters in the transformer blocks
-    n_blocks: int = 4  # Block AttnRes blocks in the depth-width sweep
-    seq_len: int = 128
-    batch_size: int = 16
-    lr: float = 3e-3
-    device: str = "cpu"
-    progress: bool = True
+    out: Path | None = option(None, "folder for the tables and figures", metavar="DIR", required=True)
+    model: ModelConfig = field(default_factory=_model_template)
+    train: TrainConfig = field(default_factory=_train_template)
+    budget_tokens: int = option(300_000, "training tokens per model", flag="--budget", parse=token_count)
+    seeds: tuple[int, ...] = option((0, 1), "comma-separated seeds")
+    corpus: str = option("pydoc", "training corpus")
+    depths: tuple[int, ...] = option((2, 4, 8, 16), "depth-width sweep: transformer blocks")
+    parameter_budget: int = option(400_000, "depth-width sweep: parameters in the transformer blocks",
+                                   flag="--params", parse=token_count)
+    progress: bool = option(True, "no progress bars", flag="--no-progress")
 
 
 def _train_loss(cfg: SweepConfig, corpus, seed: int, **model) -> float:
-    from depthscope.models.config import ModelConfig
-    from depthscope.models.train import TrainConfig, train
+    from depthscope.models.train import train
 
-    steps = max(1, cfg.budget_tokens // (cfg.batch_size * cfg.seq_len))
-    model_cfg = ModelConfig(vocab_size=256, max_seq_len=cfg.seq_len, **model)
-    train_cfg = TrainConfig(steps=steps, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr,
-                            warmup_steps=max(1, steps // 10), eval_every=0, seed=seed, device=cfg.device)
+    model_cfg = replace(cfg.model, max_seq_len=cfg.train.seq_len, **model)
+    train_cfg = cfg.train.with_budget(cfg.budget_tokens, seed=seed)
     return train(model_cfg, train_cfg, corpus, progress=cfg.progress).final_heldout_loss
 
 
@@ -70,16 +77,15 @@ def block_sizes(n_sublayers: int) -> list[int]:
 
 
 def block_size_sweep(cfg: SweepConfig, corpus) -> pd.DataFrame:
-    shape = dict(d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads)
-    L = 2 * cfg.n_layers
+    L = cfg.model.n_sublayers
     rows = []
     for seed in cfg.seeds:
         rows.append(dict(series="residual", block_size=0, n_blocks=0, seed=seed,
-                         loss=_train_loss(cfg, corpus, seed, mixer="residual", **shape)))
+                         loss=_train_loss(cfg, corpus, seed, mixer="residual")))
         for size in block_sizes(L):
             n_blocks = math.ceil(L / size)
             rows.append(dict(series="block_attnres", block_size=size, n_blocks=n_blocks, seed=seed,
-                             loss=_train_loss(cfg, corpus, seed, mixer="block_attnres", n_blocks=n_blocks, **shape)))
+                             loss=_train_loss(cfg, corpus, seed, mixer="block_attnres", n_blocks=n_blocks)))
     return _summarise(rows, ["series", "block_size", "n_blocks"])
 
 
@@ -93,10 +99,10 @@ def depth_width_sweep(cfg: SweepConfig, corpus) -> pd.DataFrame:
     rows = []
     for seed in cfg.seeds:
         for depth in cfg.depths:
-            d = width_for(cfg.parameter_budget, depth, cfg.n_heads)
+            d = width_for(cfg.parameter_budget, depth, cfg.model.n_heads)
             for mixer in ("residual", "block_attnres"):
-                loss = _train_loss(cfg, corpus, seed, mixer=mixer, n_layers=depth, d_model=d, n_heads=cfg.n_heads,
-                                   n_blocks=min(cfg.n_blocks, 2 * depth))
+                loss = _train_loss(cfg, corpus, seed, mixer=mixer, n_layers=depth, d_model=d,
+                                   n_blocks=min(cfg.model.n_blocks, 2 * depth))
                 rows.append(dict(series=mixer, n_layers=depth, d_model=d, params=12 * depth * d * d, seed=seed,
                                  loss=loss))
     return _summarise(rows, ["series", "n_layers", "d_model", "params"])
@@ -115,7 +121,7 @@ def sweep(cfg: SweepConfig, kinds: tuple[str, ...] = ("block_size", "depth_width
         table.to_csv(cfg.out / "block_size.csv", index=False)
         base = table[table.series == "residual"]["loss"]
         fig = sweep_lines(table[table.series != "residual"], "block_size", "sublayers per block S (1 = Full AttnRes)",
-                          f"Block size sweep ({2 * cfg.n_layers} sublayers, d={cfg.d_model}, "
+                          f"Block size sweep ({cfg.model.n_sublayers} sublayers, d={cfg.model.d_model}, "
                           f"{cfg.budget_tokens:,} tokens)", log_x=True,
                           baseline=float(base.iloc[0]) if len(base) else None)
         (cfg.out / "block_size.svg").write_bytes(line_bytes(fig, "svg", "single"))

@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from .vocabulary import MIXERS, sublayer_label  # noqa: F401 - sublayer_label: re-exported for older imports
+
+
+def option(default, help: str, **more):
+    """A dataclass field whose metadata states its command-line option once: help text, and optionally flag,
+    metavar, choices (read by depthscope.options)."""
+    return field(default=default, metadata={"help": help, **more})
 
 
 @dataclass
@@ -22,16 +28,19 @@ class ModelConfig:
     """
 
     vocab_size: int = 256
-    d_model: int = 64
-    n_layers: int = 8
-    n_heads: int = 4
-    mlp_ratio: int = 4
-    max_seq_len: int = 256
-    mixer: str = "residual"
-    n_blocks: int = 8
-    two_phase: bool = True
-    hyper_streams: int = 4
-    mhc: bool = False
+    d_model: int = option(64, "model width", flag="--d-model")
+    n_layers: int = option(8, "transformer blocks; each has two sublayers, attention and MLP", flag="--layers")
+    n_heads: int = option(4, "attention heads", flag="--heads")
+    mlp_ratio: int = option(4, "MLP hidden width / d_model")
+    max_seq_len: int = option(256, "longest sequence the model accepts")
+    mixer: str = option("residual", "how each sublayer's input is formed", choices=MIXERS)
+    n_blocks: int = option(8, "N, number of Block AttnRes blocks (block_attnres only; N = 2 * layers is Full "
+                              "AttnRes)", flag="--blocks")
+    two_phase: bool = option(True, "block_attnres: the exact two-phase computation (the default: each block's "
+                                   "queries read the completed blocks once); --no-two-phase computes each "
+                                   "sublayer's softmax over all its sources as written, the reference form")
+    hyper_streams: int = option(4, "hyper: number of parallel residual streams", flag="--streams")
+    mhc: bool = option(False, "hyper: manifold-constrained HC (doubly stochastic stream mixing via Sinkhorn)")
     sinkhorn_iters: int = 20
     rope_base: float = 10000.0
 

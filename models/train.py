@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -17,31 +17,48 @@ from torch import nn
 
 from .. import __version__
 from .checkpoint import save_checkpoint
-from .config import ModelConfig
+from .config import ModelConfig, option
 from .data import Corpus
 from .transformer import DepthTransformer
 
 StepCallback = Callable[[int, DepthTransformer, float], None]
 
 
+def steps_for_budget(budget_tokens: int, batch_size: int, seq_len: int) -> int:
+    """Optimiser steps that train on about `budget_tokens` tokens: whole steps of batch_size x seq_len, at least
+    one. Every workflow that trains at a token budget (reproduce, the ladder, the sweep) counts steps here."""
+    return max(1, int(budget_tokens) // (batch_size * seq_len))
+
+
+def warmup_for(steps: int) -> int:
+    """The default warm-up: the first 10 % of the steps, at least one."""
+    return max(1, steps // 10)
+
+
 @dataclass
 class TrainConfig:
-    steps: int = 300
-    batch_size: int = 16
-    seq_len: int = 128
-    lr: float = 3e-3
-    weight_decay: float = 0.1
-    warmup_steps: int = 30
-    min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio at the last step
-    eval_every: int = 50  # held-out loss every this many steps (and at step 0 and the end); 0 = start/end only
-    eval_batches: int = 4  # held-out windows = eval_batches * batch_size, spread evenly over the held-out text
-    grad_clip: float = 1.0  # max global gradient norm; 0 = no clipping
-    seed: int = 0
-    device: str = "cpu"
-    save_every: int = 0  # also write out_dir/step_XXXXXX/ at step 0 and every this many steps; 0 = final only
+    steps: int = option(300, "optimiser steps")
+    batch_size: int = option(16, "sequences per step")
+    seq_len: int = option(128, "tokens (bytes) per sequence")
+    lr: float = option(3e-3, "peak AdamW learning rate")
+    weight_decay: float = option(0.1, "AdamW weight decay on weight matrices only")
+    warmup_steps: int = option(30, "linear warm-up steps before the cosine decay")
+    # the cosine decays to lr * min_lr_ratio at the last step
+    min_lr_ratio: float = option(0.1, "final learning rate as a fraction of --lr")
+    # held-out loss every this many steps (and at step 0 and the end); 0 = start/end only
+    eval_every: int = option(50, "held-out loss every this many steps")
+    # held-out windows = eval_batches * batch_size, spread evenly over the held-out text
+    eval_batches: int = option(4, "held-out windows = this * --batch-size")
+    grad_clip: float = option(1.0, "max global gradient norm, 0 for none")
+    seed: int = option(0, "seed of initialisation and batch sampling")
+    device: str = option("cpu", "torch device")
+    # also write out_dir/step_XXXXXX/ at step 0 and every this many steps; 0 = final only
+    save_every: int = option(0, "also save DIR/step_XXXXXX/ at step 0 and every N steps (default: final only)",
+                              metavar="N", show_default=False)
     # CPU threads while training (restored afterwards); None keeps torch's default. On a busy machine 1 can be
     # several times faster than the default. Bit-identical losses need the same seed AND the same thread count.
-    num_threads: int | None = None
+    num_threads: int | None = option(None, "CPU threads (default: torch's choice); on a busy machine 1 can be "
+                                            "several times faster", flag="--threads")
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "seq_len"):
@@ -56,6 +73,16 @@ class TrainConfig:
             raise ValueError(f"num_threads must be at least 1, got {self.num_threads}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+
+    @property
+    def tokens(self) -> int:
+        """Training tokens: steps x batch_size x seq_len."""
+        return self.steps * self.batch_size * self.seq_len
+
+    def with_budget(self, budget_tokens: int, **changes) -> "TrainConfig":
+        """This recipe at a token budget: steps_for_budget, warm-up over the first 10 % (warmup_for)."""
+        steps = steps_for_budget(budget_tokens, self.batch_size, self.seq_len)
+        return replace(self, **{"steps": steps, "warmup_steps": warmup_for(steps), **changes})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -273,7 +300,7 @@ def _train(model_cfg, train_cfg, corpus, out_dir, progress, callback) -> TrainRe
         lrs=lrs,
         eval_steps=eval_steps,
         heldout_losses=heldout,
-        tokens_seen=train_cfg.steps * train_cfg.batch_size * train_cfg.seq_len,
+        tokens_seen=train_cfg.tokens,
         wall_time_s=time.perf_counter() - started,
         train_time_s=train_time,
         checkpoint_dir=final_dir,
@@ -281,4 +308,5 @@ def _train(model_cfg, train_cfg, corpus, out_dir, progress, callback) -> TrainRe
     )
 
 
-__all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "learning_rate", "parameter_groups"]
+__all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "learning_rate", "parameter_groups", "steps_for_budget",
+           "warmup_for"]

@@ -10,7 +10,7 @@ from depthscope.analyses import AnalysisError
 from depthscope.analyses.causal import causal_ablation, causal_summary
 from depthscope.cli import main
 from depthscope.models.checkpoint import save_checkpoint
-from depthscope.probe.recording import record_run
+from depthscope.record import record_run
 from tiny_models import tiny_model  # tests/tiny_models.py: the one tiny model
 
 torch.set_num_threads(1)
@@ -74,9 +74,23 @@ def test_causal_ablation_of_a_source_with_no_weight_changes_nothing():
 
 
 def test_source_ablation_table_for_the_dashboard(runs):
-    from depthscope.analyses.ablation import source_ablation
+    from depthscope.causal_check import source_ablation
 
     table = source_ablation(runs["block_attnres"], max_tokens=32)
     assert {"sublayer_label", "source_label", "mean_share", "delta_loss"} <= set(table.columns)
     assert set(table["source_label"]) == {"emb", "partial", "block1", "block2"}
     assert np.isfinite(table["delta_loss"]).all()
+
+
+def test_the_dashboard_ablation_view_runs_the_workflow_the_command_hands_in(runs):
+    """The dashboard does not load checkpoints itself: `depthscope serve` hands it causal_check.source_ablation."""
+    from depthscope.causal_check import source_ablation
+    from depthscope.dashboard.runs import Catalogue
+    from depthscope.dashboard.views import FIGURES
+
+    root = runs["block_attnres"].parent
+    handed = Catalogue(root, background=False, ablation=lambda run: source_ablation(run, max_tokens=32))
+    fig = FIGURES["ablation"].build(handed, {"run": "block_attnres"})
+    assert len(fig.data) and len(fig.data[0].y) > 0 and np.isfinite(np.asarray(fig.data[0].y, float)).all()
+    bare = FIGURES["ablation"].build(Catalogue(root, background=False), {"run": "block_attnres"})
+    assert not bare.data and "not at hand" in bare.layout.annotations[0].text

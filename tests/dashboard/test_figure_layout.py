@@ -16,7 +16,7 @@ from text_boxes import Measurer  # tests/dashboard/text_boxes.py (pytest puts th
 
 STYLES = ("single", "double")
 # The causal source ablation takes minutes per run on a CPU: its builder draws the bundle's own tables
-# (assets/demo/analysis/<run>/causal.parquet, as analyses.ablation.source_ablation returns them).
+# (assets/demo/analysis/<run>/causal.parquet, as depthscope.causal_check.source_ablation returns them).
 ABLATION_RUNS = ("full_attnres", "block_attnres")
 CASES = ([(run, fig, style) for run in RUN_KINDS for fig in PER_RUN for style in STYLES]
          + [(None, fig, style) for fig in GLOBAL for style in STYLES]

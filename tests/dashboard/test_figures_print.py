@@ -169,7 +169,7 @@ def test_cli_figures_bad_input(runs_dir, tmp_path):
 
 
 def test_scale_choices_of_the_command_are_the_builders():
-    from depthscope import figures_cmd
+    from depthscope.commands import figures as figures_cmd
 
     parser = __import__("argparse").ArgumentParser()
     figures_cmd.add_arguments(parser)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from depthscope.models.checkpoint import load_checkpoint, save_checkpoint
 from depthscope.models.data import load_corpus
 from depthscope.probe import open_run
-from depthscope.probe.recording import record_run
+from depthscope.record import record_run
 from tiny_models import tiny_model  # tests/tiny_models.py: the one tiny model
 
 torch.set_num_threads(1)

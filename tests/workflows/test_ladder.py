@@ -12,6 +12,8 @@ from depthscope.cli import main
 from depthscope.ladder import (RESETS, LadderConfig, Rung, combine_seeds, ladder, ladder_claims, parse_corpora,
                                parse_rungs, trends)
 from depthscope.ladder_report import FINDINGS
+from depthscope.models.config import ModelConfig
+from depthscope.models.train import TrainConfig
 from depthscope.reproduce import ReproduceConfig
 
 OUTCOMES = {"holds", "does not hold", "trend towards the paper", "trend away from the paper", "mixed / inconclusive"}
@@ -20,7 +22,8 @@ OUTCOMES = {"holds", "does not hold", "trend towards the paper", "trend away fro
 def _tiny(out) -> LadderConfig:
     # Block size 2: rung 1 has N = 2 blocks (one boundary), rung 2 N = 3 (two boundaries) per seed.
     # 768 recorded tokens: three bootstrap blocks per recording (analyses.groups.BLOCK_TOKENS)
-    recipe = ReproduceConfig(out=None, n_heads=2, seq_len=32, batch_size=8, record_tokens=768)
+    recipe = ReproduceConfig(out=None, model=ModelConfig(n_heads=2), train=TrainConfig(seq_len=32, batch_size=8),
+                             record_tokens=768)
     return LadderConfig(out=out, rungs=(Rung(2, 16, 8 * 32 * 6), Rung(3, 24, 8 * 32 * 8)),
                         corpora={"pydoc": None}, seeds=(0, 1), block_size=2, recipe=recipe, progress=False)
 

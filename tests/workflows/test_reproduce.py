@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from depthscope.models.config import ModelConfig
+from depthscope.models.train import TrainConfig
 from depthscope.probe import open_run
 from depthscope.reproduce import RECALL_NAME, ReproduceConfig, loss_table, reproduce
 
@@ -37,8 +39,9 @@ def test_loss_table_pairs_seeds_against_the_baseline():
 
 
 def test_reproduce_tiny_budget_end_to_end(tmp_path):
-    cfg = ReproduceConfig(out=tmp_path / "bundle", budget_tokens=8 * 32 * 6, seeds=(0, 1), n_layers=1,
-                          d_model=16, n_heads=2, n_blocks=2, seq_len=32, batch_size=8, record_tokens=128,
+    cfg = ReproduceConfig(out=tmp_path / "bundle", budget_tokens=8 * 32 * 6, seeds=(0, 1),
+                          model=ModelConfig(n_layers=1, d_model=16, n_heads=2, n_blocks=2),
+                          train=TrainConfig(seq_len=32, batch_size=8), record_tokens=128,
                           recall_budget_tokens=8 * 32 * 3, evolution_checkpoints=2, progress=False)
     report = reproduce(cfg)
     text = report.read_text()

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import Command, UsageError
+
 DESCRIPTION = (
     "Draw the paper's figure set of RUN against the baseline BASE with the dashboard's own figure builders: output "
     "and input magnitude against depth (Fig. 5b), parameter and activation gradient magnitude (Fig. 5c), routing "
@@ -41,8 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _name(value: str, root: Path, what: str) -> str:
     """A run given as a directory or as a name in the runs folder -> its name (it must live in that folder)."""
-    from depthscope.cli import UsageError
-
     path = Path(value)
     if path.is_dir() and path.resolve().parent == root:
         return path.resolve().name
@@ -52,8 +52,6 @@ def _name(value: str, root: Path, what: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from depthscope.cli import UsageError
-
     run_dir = Path(args.run).resolve()
     if not run_dir.is_dir():
         raise UsageError(f"{args.run}: not a run directory")
@@ -84,3 +82,13 @@ def run(args: argparse.Namespace) -> int:
         print(path)
     print(Path(args.out) / "index.html")
     return 0
+
+
+COMMAND = Command(
+    name="figures",
+    help="the paper's figure set of a run against a baseline (Figs. 5b/c, 8, 9, jumps, sinks) and a contact sheet",
+    add_arguments=add_arguments,
+    run=run,
+    description=DESCRIPTION,
+    epilog=EPILOG,
+)

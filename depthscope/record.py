@@ -1,17 +1,23 @@
-"""Record a run from a checkpoint (or any language model: record_model) over a corpus: what `depthscope record`
-does, callable from Python.
+"""Record a run from a checkpoint (record_run), or from any language model (record_model), over a corpus: what
+`depthscope record` does, callable from Python. Models depthscope did not build: depthscope.record_foreign.
 
 Consecutive windows of the corpus's held-out split (or train split) go through the model in batches. Each
 token is recorded with its document and position and the loss of predicting the next token. With grads=True
 the mean LM loss of each batch is backpropagated (no optimiser step; gradients are cleared after each batch)
 to record dLoss/dh_l per token and each sublayer's parameter-gradient norm per batch.
+
+The recording options (RecordOptions) are stated once and serve record_run, record_model, record_foreign and
+the `record` command's options; each function also takes them as keywords:
+
+    record_run("out/block8", "pydoc", "runs/block8", tokens=20_000, grads=True)
+    record_run("out/block8", "pydoc", "runs/block8", RecordOptions(tokens=20_000, grads=True))
 """
 from __future__ import annotations
 
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +25,43 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .adapter import find_logits
-from .layout import DEFAULT_CAPTURE
-from .probe import Probe
-from .store import DEFAULT_CHUNK_TOKENS, RunWriter
-from .summary import Summary
+from depthscope.models.config import option
+from depthscope.probe import Probe, RunWriter, Summary
+from depthscope.probe.adapter import find_logits
+from depthscope.probe.layout import DEFAULT_CAPTURE
+from depthscope.probe.store import DEFAULT_CHUNK_TOKENS
+
+
+@dataclass
+class RecordOptions:
+    """How a corpus is recorded through a model (the model and corpus themselves are arguments)."""
+
+    tokens: int = option(100_000, "tokens to record, in whole windows of --seq-len")
+    grads: bool = option(False, "backpropagate the LM loss of each batch (no optimiser step) to record dLoss/dh per "
+                                "token and each sublayer's parameter-gradient norm")
+    summary: bool = option(False, "keep running summaries (mean/variance of each weight, jump histograms, norm "
+                                  "statistics) instead of per-token arrays")
+    batch_size: int = option(8, "windows per forward")
+    # None: the checkpoint's training seq_len (record_run), min(256, the model's longest sequence)
+    # (record_foreign), 256 (record_model)
+    seq_len: int | None = option(None, "tokens per window (default: the checkpoint's training --seq-len; for --hf and "
+                                       "--model min(256, the model's longest sequence))")
+    split: str = option("heldout", "which side of the corpus split to read", choices=("heldout", "train"))
+    chunk_tokens: int = option(DEFAULT_CHUNK_TOKENS, "tokens per on-disk chunk")
+    overwrite: bool = option(False, "replace a run already in --out")
+    device: str = option("cpu", "torch device")
+    progress: bool = option(True, "no progress bar", flag="--no-progress")
+    capture: tuple[str, ...] = DEFAULT_CAPTURE
+
+    def __post_init__(self) -> None:
+        if self.tokens < 1 or self.batch_size < 1 or self.chunk_tokens < 1 or (
+                self.seq_len is not None and self.seq_len < 1):
+            raise ValueError("--tokens, --batch-size, --seq-len and --chunk-tokens must be at least 1")
+
+
+def record_options(options: RecordOptions | None = None, **changes) -> RecordOptions:
+    """`options` (default: RecordOptions()) with `changes`, the keyword form of the recording functions."""
+    return replace(options or RecordOptions(), **changes)
 
 
 @dataclass
@@ -51,33 +89,25 @@ def record_run(
     checkpoint: str | Path,
     corpus: str | Path,
     out: str | Path,
+    options: RecordOptions | None = None,
     *,
-    tokens: int = 100_000,
-    grads: bool = False,
-    summary: bool = False,
-    batch_size: int = 8,
-    seq_len: int | None = None,
-    split: str = "heldout",
-    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-    overwrite: bool = False,
-    device: str = "cpu",
-    progress: bool = True,
-    capture: tuple[str, ...] = DEFAULT_CAPTURE,
     data_seed: int | None = None,
+    **changes,
 ) -> RecordResult:
-    """Record about `tokens` tokens (whole windows of seq_len) of `corpus` through the model at `checkpoint`.
+    """Record about `options.tokens` tokens (whole windows of seq_len) of `corpus` through the model at
+    `checkpoint` into the run directory `out`; `changes`: RecordOptions fields given as keywords.
 
-    summary=True keeps running summaries only (no per-token arrays). data_seed defaults to the split seed the
-    checkpoint was trained with, so that "heldout" really is text the model never saw.
+    data_seed defaults to the split seed the checkpoint was trained with, so that "heldout" really is text the
+    model never saw.
     """
     from depthscope.models.checkpoint import load_checkpoint
     from depthscope.models.data import load_corpus
 
-    if tokens < 1 or batch_size < 1:
-        raise ValueError("--tokens and --batch-size must be at least 1")
-    model, info = load_checkpoint(checkpoint, device=device)
+    opts = record_options(options, **changes)
+    model, info = load_checkpoint(checkpoint, device=opts.device)
     training = info.training or {}
     train_cfg = training.get("train_config") or {}
+    seq_len = opts.seq_len
     if seq_len is None:
         seq_len = int(train_cfg.get("seq_len") or min(256, info.config.max_seq_len))
     if seq_len > info.config.max_seq_len:
@@ -89,18 +119,16 @@ def record_run(
         # Relative to the run directory, so a folder of runs and checkpoints can be moved or cloned as a whole.
         "checkpoint": os.path.relpath(Path(checkpoint).resolve(), Path(out).resolve()),
         "corpus": text.name,
-        "split": split,
+        "split": opts.split,
         "seed": {"data": data_seed, "training": training.get("seed")},
         "tokenizer": info.tokenizer.to_dict(),
         "seq_len": seq_len,
-        "batch_size": batch_size,
+        "batch_size": opts.batch_size,
         "loss": "cross-entropy of predicting the next token, per token",
-        "grad_loss": "mean cross-entropy over the batch's tokens" if grads else None,
+        "grad_loss": "mean cross-entropy over the batch's tokens" if opts.grads else None,
         "training": {k: training.get(k) for k in ("steps", "tokens_seen", "final_heldout_loss", "seed")},
     }
-    return record_model(model, text, out, tokens=tokens, grads=grads, summary=summary, batch_size=batch_size,
-                        seq_len=seq_len, split=split, chunk_tokens=chunk_tokens, overwrite=overwrite, device=device,
-                        progress=progress, capture=capture, meta=meta, name=info.config.mixer)
+    return record_model(model, text, out, replace(opts, seq_len=seq_len), meta=meta, name=info.config.mixer)
 
 
 def logits_of(output: Any) -> torch.Tensor:
@@ -118,47 +146,41 @@ def record_model(
     model: nn.Module,
     corpus,
     out: str | Path,
+    options: RecordOptions | None = None,
     *,
-    tokens: int = 100_000,
-    grads: bool = False,
-    summary: bool = False,
-    batch_size: int = 8,
-    seq_len: int = 256,
-    split: str = "heldout",
-    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-    overwrite: bool = False,
-    device: str = "cpu",
-    progress: bool = True,
-    capture: tuple[str, ...] = DEFAULT_CAPTURE,
     meta: dict | None = None,
     name: str = "model",
     probe_kwargs: dict | None = None,
+    **changes,
 ) -> RecordResult:
-    """Record about `tokens` tokens (whole windows of seq_len) of `corpus`'s `split` through `model`.
+    """Record about `options.tokens` tokens (whole windows of seq_len, default 256) of `corpus`'s split through
+    `model`; `changes`: RecordOptions fields given as keywords.
 
     model(inputs [batch, tokens]) must return logits (see logits_of). corpus: a depthscope Corpus, tokenised by
     its own tokenizer. meta: manifest fields (a "vocabulary" list goes to vocabulary.json). probe_kwargs: more
     arguments for Probe (e.g. an adapter).
     """
-    if tokens < 1 or batch_size < 1 or seq_len < 1:
-        raise ValueError("--tokens, --batch-size and --seq-len must be at least 1")
-    writer = RunWriter(out, chunk_tokens=chunk_tokens, arrays=not summary, overwrite=overwrite, meta=meta)
+    opts = record_options(options, **changes)
+    tokens, grads, batch_size, device = opts.tokens, opts.grads, opts.batch_size, opts.device
+    seq_len = opts.seq_len or 256
+    writer = RunWriter(out, chunk_tokens=opts.chunk_tokens, arrays=not opts.summary, overwrite=opts.overwrite,
+                       meta=meta)
     n_windows = math.ceil(tokens / seq_len)
     bar = None
-    if progress:
+    if opts.progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_windows * seq_len, desc=f"record {name}", unit="tok", unit_scale=True,
                    dynamic_ncols=True)
     started = time.perf_counter()
     recorded = batches = 0
-    windows = _windows(corpus, seq_len, split)
+    windows = _windows(corpus, seq_len, opts.split)
     exhausted = False
     was_training = model.training
     model.eval()
     try:
-        with Probe(model, out=writer, summary=Summary() if summary else False, grads=grads,
-                   capture=capture, **(probe_kwargs or {})) as probe:
+        with Probe(model, out=writer, summary=Summary() if opts.summary else False, grads=grads,
+                   capture=opts.capture, **(probe_kwargs or {})) as probe:
             while recorded < n_windows * seq_len:
                 group = []
                 for window in windows:
