@@ -20,7 +20,7 @@ import pandas as pd
 from depthscope.probe import RunError
 
 from .errors import AnalysisError
-from .runs import as_run, model_kind, run_name
+from .runs import as_run, mixer_kind, model_kind, run_name
 
 # the causal check of a run on `max_tokens` tokens -> causal.causal_ablation's table; it loads the run's
 # checkpoint and text, a workflow the caller hands in (depthscope.causal_check.causal_from_run)
@@ -76,7 +76,7 @@ def _try(analysis: Analysis, what: str, fn):
 
 def analyze_one(run, k: float | None = None, unit: str = "auto", causal: CausalCheck | None = None,
                 causal_tokens: int = 1024, chunk_tokens: int | None = None) -> Analysis:
-    from .causal import SUPPORTED, causal_summary
+    from .causal import causal_summary
     from .compare import grouped_sums, param_grad_sums
     from .groups import group_index
     from .gradients import gradient_profile, gradient_uniformity
@@ -101,7 +101,7 @@ def analyze_one(run, k: float | None = None, unit: str = "auto", causal: CausalC
         if routing is not None:
             t.update(routing.frames())
             out.window = (routing.k, routing.unit)
-        if out.kind != "hyper":
+        if mixer_kind(run).weights_give_mixing:
             weights = routing.mean_alpha if routing is not None else None
             mix = _try(out, "mixing matrix", lambda: mixing_from_run(run, chunk_tokens, weights))
             if mix is not None:
@@ -125,7 +125,7 @@ def analyze_one(run, k: float | None = None, unit: str = "auto", causal: CausalC
                                                                     routing=routing))
     if not run.grad_norms.empty:
         out.param_sums = _try(out, "parameter-gradient intervals", lambda: param_grad_sums(run))
-    if causal and out.kind in SUPPORTED:
+    if causal and mixer_kind(run).causal_check:
         table = _try(out, "causal check", lambda: causal(run, causal_tokens))
         if table is not None and len(table):
             t["causal"] = table

@@ -29,12 +29,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from depthscope.probe.layout import default_label
+from depthscope.models.vocabulary import MIXERS, axis_label, kind_named
 
 from .errors import AnalysisError
 from .sources import geometry
 
-SUPPORTED = ("full_attnres", "block_attnres", "residual")
 FAMILIES = ("embedding", "recent", "history")
 
 
@@ -77,10 +76,11 @@ def causal_ablation(model, tokens: torch.Tensor, targets: torch.Tensor, each: bo
     """
     from depthscope.models.taps import iter_taps
 
-    kind = model.cfg.mixer
-    if kind not in SUPPORTED:
-        raise AnalysisError(f"{kind} model", f"source ablation supports {SUPPORTED}; {kind} mixes streams, not "
-                                             "single sources")
+    kind = kind_named(model.cfg.mixer)
+    if not kind.causal_check:
+        supported = tuple(k for k in MIXERS if kind_named(k).causal_check)
+        raise AnalysisError(f"{kind.name} model", f"source ablation supports {supported}; {kind.name} mixes streams, "
+                                                  "not single sources")
     if tokens.numel() == 0:
         raise AnalysisError("causal_ablation", "no tokens given")
     model.eval()
@@ -88,14 +88,13 @@ def causal_ablation(model, tokens: torch.Tensor, targets: torch.Tensor, each: bo
     input_taps = {tap.sublayer: tap for _, tap in iter_taps(model, "input")}
     output_taps = {tap.sublayer: tap for _, tap in iter_taps(model, "output")}
     subs = sorted(alpha_taps)
-    if kind == "residual":
+    if kind.additive:
         subs = [l for l in subs if l in input_taps]
     if sublayers is not None:
         subs = [l for l in subs if l in set(sublayers)]
     L = model.cfg.n_sublayers
     labels = [list(alpha_taps[l].labels) for l in subs]
-    label = default_label(L)
-    geo = geometry(labels, subs, [label(l) for l in subs])
+    geo = geometry(labels, subs, [axis_label(l, L) for l in subs], unit=kind.unit)
 
     with _plain_block(model):
         clean_alpha: dict[int, torch.Tensor] = {}
@@ -129,7 +128,7 @@ def causal_ablation(model, tokens: torch.Tensor, targets: torch.Tensor, each: bo
 
 def _ablated_loss(model, kind, l, mask, alpha_taps, input_taps, output_taps, tokens, targets) -> float:
     handles = []
-    if kind == "residual":
+    if kind.additive:
         # h_l = x_{l-1} = v_0 + v_1 + ... + v_{l-1}: subtract the removed sources (captured in this same forward)
         values: dict[int, torch.Tensor] = {}
         handles.append(model.embed.register_forward_hook(lambda m, a, out: values.__setitem__(0, out)))

@@ -1,2 +1,4 @@
 """depthscope: see, measure and compare depth routing (Attention Residuals and peers) in transformers."""
-__version__ = "0.1.0"
+from depthscope.models.version import __version__  # one version: pyproject.toml's
+
+__all__ = ["__version__"]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import __version__
+from .version import __version__
 from .checkpoint import save_checkpoint
 from .config import ModelConfig, option
 from .data import Corpus

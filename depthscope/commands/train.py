@@ -54,10 +54,15 @@ def run(args: argparse.Namespace) -> int:
     from depthscope.models.train import TrainConfig, train, warmup_for
     from depthscope.options import build
 
-    if args.mhc and args.mixer != "hyper":
-        raise UsageError("--mhc applies to --mixer hyper only")
-    if args.two_phase is not None and args.mixer != "block_attnres":
-        raise UsageError("--two-phase applies to --mixer block_attnres only")
+    from depthscope.models.vocabulary import MIXER_KINDS, kind_named
+
+    def takes(option: str) -> str:  # the mixers whose kind declares the option
+        return ", ".join(name for name, kind in MIXER_KINDS.items() if option in kind.options)
+
+    if args.mhc and "mhc" not in kind_named(args.mixer).options:
+        raise UsageError(f"--mhc applies to --mixer {takes('mhc')} only")
+    if args.two_phase is not None and "two_phase" not in kind_named(args.mixer).options:
+        raise UsageError(f"--two-phase applies to --mixer {takes('two_phase')} only")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
