@@ -1,10 +1,11 @@
 """The Dash app over a folder of runs: `create_app(runs_dir)`; `depthscope serve --runs DIR` runs it.
 
-Pages are registered per module (dashboard/pages/*.py each declare PAGE, a `panels.Page`: its controls, panels
-and views; dashboard.view_callbacks gives them their callbacks), in an explicit registry rather than Dash's pages plugin: that plugin re-renders the page whenever the query string changes,
-and here every control writes its value into the query string (so a view can be bookmarked, shared and
-reloaded) without re-rendering. The router renders a page from its path and query; one callback writes the
-values of all controls present (ids {"type": "ctl" | "sel", "key": K}) back into the query.
+Pages are registered per module (dashboard/pages/*.py each declare PAGE, a `panels.Page`: its controls, panels and
+views; dashboard.view_callbacks gives them their callbacks), in an explicit registry rather than Dash's pages
+plugin: that plugin re-renders the page whenever the query string changes, and here every control writes its value
+into the query string (so a view can be bookmarked, shared and reloaded) without re-rendering. The router renders
+a page from its path and query; one callback writes the values of all controls present (ids {"type": "ctl" |
+"sel", "key": K}) back into the query.
 
 Every asset is served locally (no CDN); nothing the app does writes into a run.
 """

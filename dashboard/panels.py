@@ -131,8 +131,8 @@ class Page:
 
     def layout(self, cat: Catalogue, params: dict):
         try:
-            controls = _flat(html.Div(_flat(_render(c, cat, params) for c in item), className="controls")
-                             if isinstance(item, (list, tuple)) else _render(item, cat, params) for item in self.controls)
+            controls = _flat(_row(item, cat, params) if isinstance(item, (list, tuple)) else _render(item, cat, params)
+                             for item in self.controls)
             body = [_render(item, cat, params) for item in self.body]
         except Unavailable as why:
             return why.component
@@ -154,6 +154,10 @@ def _render(item, cat: Catalogue, params: dict):
     if callable(item) and not isinstance(item, Component):  # a control or a page's own part
         return item(cat, params)
     return item
+
+
+def _row(controls, cat: Catalogue, params: dict) -> html.Div:
+    return html.Div(_flat(_render(c, cat, params) for c in controls), className="controls")
 
 
 def _flat(parts) -> list:

@@ -30,9 +30,10 @@ def statistic_controls(cat, params) -> list:
             slots = [l for l, r in zip(run.sublayer_labels, run.source_labels) if r]
             start, stop = views.window(params, run.n_tokens)
             kinds = data.stat_kinds(start, stop, views.slot_of(data, params), parse(params, "k"))
+            undefined = {s for s, kind in kinds.items() if kind == "undefined"} \
+                | {s for s in RMS_NAMES if s not in run.arrays}
             options = [dict(o, disabled=True, label=o["label"] + " (not defined for this run)")
-                       if kinds.get(o["value"]) == "undefined" or (o["value"] in RMS_NAMES and o["value"] not in run.arrays)
-                       else o for o in STAT_OPTIONS]
+                       if o["value"] in undefined else o for o in STAT_OPTIONS]
             stat = views.token_stat(data, params)  # the run's default when none is chosen
         except Exception:  # the view says what is wrong; the controls still show
             pass
