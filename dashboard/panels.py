@@ -15,7 +15,7 @@ f"{key}-msg" under its controls when a view reports there, and an interval for e
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import plotly.graph_objects as go
@@ -117,7 +117,7 @@ class Page:
     body: tuple = ()
     views: tuple[View, ...] = ()
     selections: tuple[Selection, ...] = ()
-    callbacks: Callable | None = field(default=None, compare=False)
+    callbacks: Callable | None = None
 
     @property
     def key(self) -> str:
