@@ -1,10 +1,11 @@
 """The Dash app over a folder of runs: `create_app(runs_dir)`; `depthscope serve --runs DIR` runs it.
 
-Pages are registered per module (dashboard/pages/*.py each define PAGE, a `components.Page`), in an explicit
-registry rather than Dash's pages plugin: that plugin re-renders the page whenever the query string changes,
-and here every control writes its value into the query string (so a view can be bookmarked, shared and
-reloaded) without re-rendering. The router renders a page from its path and query; one callback writes the
-values of all controls present (ids {"type": "ctl" | "sel", "key": K}) back into the query.
+Pages are registered per module (dashboard/pages/*.py each declare PAGE, a `panels.Page`: its controls, panels and
+views; dashboard.view_callbacks gives them their callbacks), in an explicit registry rather than Dash's pages
+plugin: that plugin re-renders the page whenever the query string changes, and here every control writes its value
+into the query string (so a view can be bookmarked, shared and reloaded) without re-rendering. The router renders
+a page from its path and query; one callback writes the values of all controls present (ids {"type": "ctl" |
+"sel", "key": K}) back into the query.
 
 Every asset is served locally (no CDN); nothing the app does writes into a run.
 """
@@ -15,9 +16,11 @@ from pathlib import Path
 import dash
 from dash import ALL, Dash, Input, Output, State, dcc, html
 
-from .components import SHARED_KEYS, Page, make_search, message, parse_search, shared_search
+from .components import SHARED_KEYS, make_search, message, parse_search, shared_search
+from .panels import Page
 from .params import problems
 from .runs import Catalogue
+from .view_callbacks import register_page, view_params
 
 
 def pages() -> list[Page]:
@@ -68,11 +71,9 @@ def create_app(runs_dir: str | Path, *, background: bool = True, catalogue: Cata
     @app.callback(Output("url", "search"), Input({"type": "ctl", "key": ALL}, "value"),
                   Input({"type": "sel", "key": ALL}, "data"), State("url", "search"), prevent_initial_call=True)
     def sync_url(values, selections, search):
-        params = {}
-        for item, value in zip(dash.ctx.inputs_list[0], values):
-            params[item["id"]["key"]] = ",".join(map(str, value)) if isinstance(value, list) else value
-        for item, value in zip(dash.ctx.inputs_list[1], selections):
-            params[item["id"]["key"]] = value
+        controls, stores = dash.ctx.inputs_list
+        params = {**view_params([i["id"]["key"] for i in controls], values),
+                  **view_params([i["id"]["key"] for i in stores], selections)}
         current = parse_search(search)
         for key in SHARED_KEYS:  # a page without a baseline picker keeps the baseline for the next page
             if key not in params and current.get(key):
@@ -97,7 +98,7 @@ def create_app(runs_dir: str | Path, *, background: bool = True, catalogue: Cata
         return hrefs + classes
 
     for page in registry:
-        page.register(app, cat)
+        register_page(app, cat, page)
     return app
 
 

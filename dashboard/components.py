@@ -1,37 +1,19 @@
-"""Small layout pieces shared by the pages: controls whose values the URL carries, run pickers, the export bar,
-error / not-found / pending panels, and the guard that turns a callback's exceptions into those panels."""
+"""Small layout pieces shared by the pages: controls whose values the URL carries (and their declarations: Runs,
+Number, Text, Choice, each a callable (catalogue, URL params) -> component), run pickers, the export bar and the
+error / not-found / pending panels."""
 from __future__ import annotations
 
-import functools
-import traceback
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import parse_qsl, urlencode
 
 from dash import dcc, html
 
-from depthscope.analyses.errors import AnalysisError
-from depthscope.probe import RunError
-
-from .data import FilterError
-from .figures.style import empty_figure
-from .runs import Catalogue, NotFound, Pending
+from .runs import Catalogue
 
 # Query keys kept when moving between pages (the rest belongs to one page's view).
 SHARED_KEYS = ("run", "baseline")
 GRAPH_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1},
                 "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of the app: URL path, nav name, layout(cat, params) and register(app, cat)."""
-
-    path: str
-    name: str
-    title: str
-    layout: Callable
-    register: Callable
 
 
 def cid(key: str) -> dict:
@@ -149,62 +131,60 @@ def message(text: str, kind: str = "note") -> html.Div:
     return html.Div(text, className=f"panel panel-{kind}", role="status" if kind == "pending" else None)
 
 
-def guard(n_figures: int, title: str = "") -> Callable:
-    """Wrap a page callback returning (*figures, message, poll_disabled): exceptions become panels.
-
-    NotFound -> a plain not-found message; RunError -> an error panel naming the file; Pending -> a progress
-    message and polling on; FilterError -> the message under the controls. The server keeps serving."""
-
-    def wrap(fn):
-        @functools.wraps(fn)
-        def inner(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except NotFound as err:
-                return (*[empty_figure("Run not found.", title)] * n_figures, message(str(err), "notfound"), True)
-            except Pending as err:
-                return (*[empty_figure("Computing…", title)] * n_figures, message(str(err), "pending"), False)
-            except (RunError, FilterError, AnalysisError) as err:
-                kind = "error" if isinstance(err, RunError) else "note"
-                return (*[empty_figure(str(err), title)] * n_figures, message(str(err), kind), True)
-            except Exception as err:  # a bug in one view must not take the page down
-                traceback.print_exc()
-                text = f"Could not draw this view: {type(err).__name__}: {err}"
-                return (*[empty_figure(text, title)] * n_figures, message(text, "error"), True)
-
-        return inner
-
-    return wrap
+# ------------------------------------------------------------------------------------------------ declarations
 
 
-def params_from(id_lists, values_lists) -> dict:
-    """View parameters from the ALL-pattern states of the ctl/sel components (dash.ctx.states_list)."""
-    params = {}
-    for ids, values in zip(id_lists, values_lists):
-        for item, value in zip(ids, values):
-            params[item["id"]["key"]] = ",".join(map(str, value)) if isinstance(value, list) else value
-    return params
+@dataclass(frozen=True)
+class Runs:
+    """The run pickers: Run, then Compare with (URL key `other`), Baseline, Other runs as asked."""
+
+    baseline: bool = True
+    others: bool = False
+    other: str | None = None
+
+    def __call__(self, cat: Catalogue, params: dict) -> list:
+        return run_pickers(cat, params, baseline=self.baseline, others=self.others, other_key=self.other)
 
 
-def register_export(app, cat: Catalogue, page: str) -> None:
-    """Download button of `page`: draws the chosen figure of the current view via dashboard.export."""
-    import dash
-    from dash import ALL, Input, Output, State
+@dataclass(frozen=True)
+class Number:
+    """A number box for `key`, labelled and checked by params.RULES[key] (number_control)."""
 
-    @app.callback(Output(f"{page}-download", "data"), Output(f"{page}-exp-msg", "children"),
-                  Input(f"{page}-exp-btn", "n_clicks"), State(f"{page}-exp-figure", "value"),
-                  State(f"{page}-exp-format", "value"), State(f"{page}-exp-style", "value"),
-                  State({"type": "ctl", "key": ALL}, "value"), State({"type": "sel", "key": ALL}, "data"),
-                  prevent_initial_call=True)
-    def download(n_clicks, figure, fmt, style, values, selections):
-        from .export import render
+    key: str
+    default: float | None = None
+    placeholder: str | None = None
 
-        states = dash.ctx.states_list
-        params = params_from([states[3], states[4]], [values, selections])
-        try:
-            result = render(cat, figure, params, fmt, style)
-        except Pending as err:
-            return dash.no_update, str(err)
-        except Exception as err:
-            return dash.no_update, f"export failed: {err}"
-        return dcc.send_bytes(result.data, result.name), f"{result.name} ({len(result.data):,} bytes)"
+    def __call__(self, cat: Catalogue, params: dict) -> html.Div:
+        return number_control(self.key, params, default=self.default, placeholder=self.placeholder)
+
+
+@dataclass(frozen=True)
+class Text:
+    """A text box for `key`, applied on Enter or when it loses focus."""
+
+    key: str
+    label: str
+    placeholder: str = ""
+
+    def __call__(self, cat: Catalogue, params: dict) -> html.Div:
+        return control(self.label, dcc.Input(id=cid(self.key), type="text", value=params.get(self.key) or "",
+                                             debounce=True, placeholder=self.placeholder))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of `options` for `key` ({"label", "value"} dicts): inline radio items, or a dropdown that cannot be
+    cleared; `default` when the URL carries none."""
+
+    key: str
+    label: str
+    options: tuple
+    default: str
+    radio: bool = False
+    width: str | None = None
+
+    def __call__(self, cat: Catalogue, params: dict) -> html.Div:
+        value, options = params.get(self.key) or self.default, list(self.options)
+        box = (dcc.RadioItems(id=cid(self.key), options=options, value=value, inline=True) if self.radio
+               else dcc.Dropdown(id=cid(self.key), options=options, value=value, clearable=False))
+        return control(self.label, box, self.width)

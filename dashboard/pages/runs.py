@@ -4,10 +4,11 @@ from __future__ import annotations
 import dash
 from dash import ALL, Input, Output, dcc, html
 
-from ..components import Page, cid, make_search, message, run_pickers
+from ..components import Runs, cid, make_search, message
+from ..panels import Page
 
 
-def layout(cat, params):
+def runs_table(cat, params):
     rows = []
     for info in cat.list():
         link = dcc.Link(info.id, id={"type": "run-link", "run": info.id},
@@ -20,17 +21,11 @@ def layout(cat, params):
             html.Td(info.corpus if info.ok else html.Div(info.error, className="run-error")),
         ], className="run-row" if info.ok else "run-row run-broken"))
     if not rows:
-        table = message(f"No runs under {cat.root} yet (record one with `depthscope record`).", "note")
-    else:
-        table = html.Table([html.Thead(html.Tr([html.Th(h) for h in
-                                                ("run", "kind", "config", "tokens", "status", "created",
-                                                 "corpus / error")])),
-                            html.Tbody(rows)], className="runs-table", id="runs-table")
-    return html.Div([
-        html.Div(run_pickers(cat, params), className="controls"),
-        html.Div(id="runs-choice", className="note"),
-        table,
-    ])
+        return message(f"No runs under {cat.root} yet (record one with `depthscope record`).", "note")
+    return html.Table([html.Thead(html.Tr([html.Th(h) for h in
+                                           ("run", "kind", "config", "tokens", "status", "created",
+                                            "corpus / error")])),
+                       html.Tbody(rows)], className="runs-table", id="runs-table")
 
 
 def register(app, cat):
@@ -48,4 +43,5 @@ def register(app, cat):
                 for item in dash.ctx.outputs_list]
 
 
-PAGE = Page("/", "Runs", "Runs", layout, register)
+PAGE = Page("/", "Runs", "Runs", controls=([Runs()],), body=(html.Div(id="runs-choice", className="note"), runs_table),
+            callbacks=register)

@@ -1,4 +1,4 @@
-"""Callbacks called as functions (the views behind them and the guard), export and the CLI."""
+"""Callbacks called as functions (the views behind them; the guard: test_panels), export and the CLI."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import pytest
 
 from depthscope.dashboard import views
-from depthscope.dashboard.components import guard, make_search, parse_search
+from depthscope.dashboard.components import make_search, parse_search
 
 
 PARAMS = {"run": "full", "baseline": "residual", "others": "block", "cell": "4,1", "token": "70", "other": "block",
@@ -26,20 +26,6 @@ def test_routing_view_filters_and_titles(catalogue):
     assert result.tokens > 0 and "text ~ /[A-Z]/" in fig.layout.title.text
     heat = [t for t in fig.data if isinstance(t, go.Heatmap)]
     assert set(heat[0].x) <= {"emb", "block1", "partial", "block2"}  # the run's own source labels
-
-
-def test_guard_turns_errors_into_panels(catalogue):
-    @guard(1)
-    def cb(run):
-        fig, _ = views.routing(catalogue, {"run": run})
-        return fig, "", True
-
-    fig, msg, poll = cb("../etc")
-    assert "not found" in str(msg.children) and msg.className.endswith("notfound") and poll is True
-    fig, msg, _ = cb("broken")
-    assert msg.className.endswith("error") and "manifest.json" in msg.children
-    fig, msg, _ = cb("full")
-    assert msg == ""
 
 
 def test_url_round_trip():
