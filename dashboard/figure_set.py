@@ -67,8 +67,7 @@ def mixing_frames(runs: dict[str, str | Path], checkpoints: str | Path | None = 
     frames = {}
     for name, path in runs.items():
         run = open_run(path)
-        kind = (run.manifest.get("model") or {}).get("kind")
-        if kind == "hyper":
+        if not run.mixer_kind.weights_give_mixing:
             import torch
 
             from depthscope.models.checkpoint import load_checkpoint

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from depthscope.models.vocabulary import ATTN, sublayer_kind
+
 from .style import (DEFAULT_HEATMAP_SCALE, DIVERGING, FONT_SIZE, HEATMAP_SCALES, POWER_GAMMA, SEQUENTIAL, STAT_NAMES,
                     base_layout, empty_figure, layout_dict, warped_colorscale)
 
@@ -18,7 +20,7 @@ PANELS = (("pre-attention", ("attn",)), ("pre-MLP / final", ("mlp", "final")))
 
 def panel_of(label: str) -> int:
     """0 for attention sublayers, 1 for MLP sublayers and the final mixer (and anything else)."""
-    return 0 if str(label).startswith("attn") else 1
+    return 0 if sublayer_kind(str(label)) == ATTN else 1
 
 
 def matrix(frame: pd.DataFrame, value: str = "mean", columns: list[str] | None = None):
