@@ -25,6 +25,7 @@ import numpy as np
 import plotly.io as pio
 import torch
 
+from depthscope.models.vocabulary import axis_label, block_sources, full_sources
 from depthscope.probe import RunWriter, open_run
 from depthscope.probe.batch import BatchRecord
 from depthscope.probe.layout import Layout
@@ -34,17 +35,13 @@ TARGET_MS = 300.0
 
 def layout_for(mixer: str, n_layers: int, n_blocks: int) -> Layout:
     L = 2 * n_layers
-    labels = [("attn" if i % 2 else "mlp") + str((i + 1) // 2) for i in range(1, L + 1)] + ["final"]
+    labels = [axis_label(l, L) for l in range(1, L + 2)]  # attn1, mlp1, ..., final
     if mixer == "full":
-        sources = [["emb"] + labels[: i] for i in range(L)] + [["emb"] + labels[:L]]
+        sources = [full_sources(l) for l in range(1, L + 2)]
     else:
         size = L // n_blocks
-        sources = []
-        for i in range(L):  # sublayer i + 1
-            block, offset = divmod(i, size)
-            done = ["emb"] + [f"block{m + 1}" for m in range(block)]
-            sources.append(done + (["partial"] if offset else []))
-        sources.append(["emb"] + [f"block{m + 1}" for m in range(n_blocks)])
+        sources = [block_sources(i // size + 1, i % size > 0) for i in range(L)]  # sublayer i + 1
+        sources.append(block_sources(n_blocks + 1, False))  # the final mixer: every completed block
     return Layout(sublayers=list(range(1, L + 2)), sublayer_labels=labels, source_labels=sources,
                   quantities=["alpha", "input_rms", "output_rms", "grad_rms"], grads=True)
 
