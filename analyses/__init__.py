@@ -14,7 +14,9 @@ Source geometry (distances in sublayers, or blocks for Block AttnRes) is in sour
 directories, probe.Run objects, or MemoryRun (runs.py) for arrays in memory. Bad input raises AnalysisError.
 """
 from .errors import AnalysisError
+from .per_token import routing_kernel, token_stats, token_table, token_weights
 from .routing import Routing, routing_stats
 from .runs import MemoryRun, as_run
 
-__all__ = ["AnalysisError", "MemoryRun", "Routing", "as_run", "routing_stats"]
+__all__ = ["AnalysisError", "MemoryRun", "Routing", "as_run", "routing_kernel", "routing_stats", "token_stats",
+           "token_table", "token_weights"]

@@ -28,8 +28,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from depthscope.analyses import routing_kernel, token_stats
+from depthscope.models.vocabulary import SHOWN_TOKEN_STATISTICS
 from depthscope.probe import Run, RunError
-from depthscope.probe.reader import token_label  # noqa: F401 - a byte-level run's labels (the reader defines them)
 
 from .aggregate import RMS_BINS, RMS_HI, RMS_LO, RMS_NAMES, Aggregates, Pass
 from .cell_index import CELL_BINS, hist_of
@@ -39,7 +40,7 @@ from .token_match import PatternError, compile_pattern, match_table, matches
 
 READ_BUDGET = 8_192  # most tokens a filtered query reads from disk per callback (else: sampled)
 WINDOW_MAX = 4096  # longest token window of the Tokens page
-TOKEN_STATS = ("long_range", "embedding", "norm_entropy", "locality", "eff_sources")  # analyses' per-token names
+TOKEN_STATS = SHOWN_TOKEN_STATISTICS  # the per-token statistics the token views offer, in order
 
 
 def column_labels(source_labels: list[list[str]]) -> list[str]:
@@ -449,16 +450,11 @@ class RunData:
     # ------------------------------------------------------------------------------------------- tokens
 
     def _kernel(self, k: float | None):
-        """analyses' per-token routing kernel for this run (shares, locality, long-range, entropy, ...)."""
-        from depthscope.analyses.routing import RoutingKernel, is_signed
-        from depthscope.analyses.sources import run_geometry
-
-        key = ("kernel", k)
-        cached = getattr(self, "_kernels", {}).get(key)
-        if cached is None:
-            cached = RoutingKernel(run_geometry(self.run), k, is_signed(self.run), str(self.run.path))
-            self.__dict__.setdefault("_kernels", {})[key] = cached
-        return cached
+        """The run's routing kernel (depthscope.analyses), kept per window k."""
+        kernels = self.__dict__.setdefault("_kernels", {})
+        if k not in kernels:
+            kernels[k] = routing_kernel(self.run, k)
+        return kernels[k]
 
     def _token_stats(self, start: int, stop: int, k: float | None) -> dict[str, np.ndarray]:
         """Per-token statistics [tokens, slots] of [start, stop), computed by depthscope.analyses; the last few
@@ -472,19 +468,8 @@ class RunData:
         return recent[key]
 
     def _compute_token_stats(self, start: int, stop: int, k: float | None) -> dict[str, np.ndarray]:
-        kern = self._kernel(k)
-        alpha = self.run.alpha.read(start, stop)  # [tokens, slots, sources]
-        if hasattr(kern, "prepare"):  # analyses' kernel API (it is still settling): magnitudes, then stats
-            stats = kern.token_stats(kern.prepare(alpha), start)
-        else:
-            stats = kern.token_stats(kern.shares(alpha, start)[0])
-        routed = kern.routed.numpy()
-        out = {}
-        for name in TOKEN_STATS:
-            v = stats[name].numpy().astype(np.float64)
-            v[:, ~routed] = np.nan
-            out[name] = v
-        return out
+        stats = token_stats(self.run, start, stop, k, kernel=self._kernel(k))
+        return {name: stats[name] for name in TOKEN_STATS}
 
     def stat_kinds(self, start: int, stop: int, slot: int, k: float | None = None) -> dict[str, str]:
         """Per statistic of TOKEN_STATS over tokens [start, stop) at `slot`: "varies" (differs between tokens),
