@@ -48,16 +48,17 @@ def param_grad_matrix(run, per_parameter: bool = False) -> pd.DataFrame:
     return table.pivot_table(index="step", columns="sublayer", values="grad_norm", aggfunc="mean").sort_index(axis=1)
 
 
-def gradient_profile(run, chunk_tokens: int | None = None) -> pd.DataFrame:
+def gradient_profile(run, chunk_tokens: int | None = None, grad_rms: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per sublayer: grad_rms (mean over tokens), param_grad_norm (mean and std over steps), param_grad_rms,
-    n_params, steps; columns missing from the run are NaN. At least one of the two must be recorded."""
+    n_params, steps; columns missing from the run are NaN. At least one of the two must be recorded.
+    grad_rms: signal_profile(run, ("grad_rms",)) when a scan already made it."""
     run = as_run(run)
     labels = dict(zip(run.sublayers, run.sublayer_labels))
     out = pd.DataFrame({"sublayer": np.asarray(run.sublayers, dtype=np.int64), "sublayer_label": run.sublayer_labels,
                         "kind": sublayer_kinds(run.sublayer_labels)})
     have = False
     if "grad_rms" in run.captured and run.n_tokens:
-        prof = signal_profile(run, ("grad_rms",), chunk_tokens)
+        prof = signal_profile(run, ("grad_rms",), chunk_tokens) if grad_rms is None else grad_rms
         out = out.merge(prof[["sublayer", "mean"]].rename(columns={"mean": "grad_rms"}), on="sublayer", how="left")
         have = True
     else:

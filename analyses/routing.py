@@ -45,7 +45,7 @@ from .routing_chunk import ChunkKernel, RoutingSums
 from .routing_groups import GROUP_FEATURES
 from .runs import as_run, model_kind, require, run_name
 from .sources import SourceGeometry, run_geometry
-from .stream import map_chunks
+from .scan import Reducer, scan
 
 # Mixers whose recorded weights are non-negative (softmax, or the residual's ones): no |.| needed.
 NONNEGATIVE_KINDS = ("full_attnres", "block_attnres", "residual")
@@ -80,11 +80,12 @@ class Routing:
                 "routing_by_kind": self.by_kind}
 
 
-class RoutingAccumulator:
-    """Streaming sums behind `Routing`: update(alpha chunk) (or add(kernel.sums(chunk)), e.g. from worker
-    threads) any number of times, then result(). The sums come from the one-pass chunk kernel
-    (routing_chunk.py), which computes the same statistics as RoutingKernel without per-token tables.
-    groups: when given, the chunk sums carry per-group sums (kernel.sums(..., groups=...)), gathered here."""
+class RoutingAccumulator(Reducer):
+    """The scan reducer behind `Routing` (scan.py): per chunk the one-pass kernel's sums (routing_chunk.py,
+    thread-safe), added in chunk order; result() builds the tables. groups: when given, the chunk sums carry
+    per-group sums (kernel.sums(..., groups=...)), gathered here."""
+
+    arrays = ("alpha",)
 
     def __init__(self, geo: SourceGeometry, k: float | None = None, signed: bool = True, where: str = "<run>",
                  groups: GroupIndex | None = None):
@@ -94,26 +95,41 @@ class RoutingAccumulator:
         self.group_sums = (np.zeros((groups.n_groups, len(GROUP_FEATURES), geo.valid.shape[0]))
                            if groups is not None else None)
 
+    @classmethod
+    def of_run(cls, run, k: float | None = None, groups: GroupIndex | None = None) -> "RoutingAccumulator":
+        """The reducer of a run's routing statistics (errors as routing_stats raises them)."""
+        require(run, ["alpha"], "routing statistics")
+        geo = run_geometry(run)
+        if not geo.routed.any():
+            raise AnalysisError(run_name(run), "no sublayer of this run has depth-attention sources")
+        if groups is not None and len(groups.ids) != run.n_tokens:
+            raise ValueError(f"groups number {len(groups.ids)} tokens, the run holds {run.n_tokens}")
+        return cls(geo, k, is_signed(run), run_name(run), groups)
+
     @property
     def tokens(self) -> int:
         return self.total.tokens
 
     def update(self, alpha, start: int = 0) -> None:
-        self.add(self.chunk_sums(alpha, start))
+        self.merge(self.chunk_sums(alpha, start))
 
     def chunk_sums(self, alpha, start: int = 0) -> RoutingSums:
-        """The kernel's sums of one chunk starting at token `start` (with its tokens' groups, if any);
-        thread-safe, so it may run on worker threads (stream.map_chunks)."""
+        """The kernel's sums of one chunk starting at token `start` (with its tokens' groups, if any)."""
         groups = None if self.groups is None else self.groups.of(start, start + len(alpha))
         return self.kernel.sums(alpha, start, groups)
 
-    def add(self, sums: RoutingSums) -> None:
+    def partial(self, chunk) -> RoutingSums:
+        return self.chunk_sums(chunk["alpha"], chunk.start)
+
+    def merge(self, sums: RoutingSums) -> None:
         self.total.add(sums)
         if self.group_sums is not None:
             if sums.groups is None:
                 raise ValueError("chunk sums without per-group sums added to an accumulator with groups")
             ids, part = sums.groups
             self.group_sums[ids] += part  # ids are distinct within a chunk
+
+    add = merge
 
     def result(self) -> Routing:
         geo, kern = self.kernel.geo, self.kernel
@@ -203,20 +219,11 @@ def routing_stats(run, k: float | None = None, chunk_tokens: int | None = None,
 
     run: a run directory, probe.Run or MemoryRun holding "alpha". k: the long-range window in the run's unit
     (default 4 sublayers, 2 blocks). chunk_tokens: tokens per chunk (default: the run's stored chunk, which
-    lets a stored run's chunks be decoded and analysed on one thread per core: stream.py). One pass per
+    lets a stored run's chunks be decoded and analysed on one thread per core: scan.py). One pass per
     chunk (routing_chunk.py). Weights without shares (NaN or infinite at a valid source, all zero) raise
     AnalysisError naming the token and sublayer; NaN in a stored run raises the reader's RunError instead.
     groups: the tokens' bootstrap groups (groups.group_index); the same pass then also sums the per-token
     statistics per group (Routing.group_sums, for compare.grouped_sums).
     """
     run = as_run(run)
-    require(run, ["alpha"], "routing statistics")
-    geo = run_geometry(run)
-    if not geo.routed.any():
-        raise AnalysisError(run_name(run), "no sublayer of this run has depth-attention sources")
-    if groups is not None and len(groups.ids) != run.n_tokens:
-        raise ValueError(f"groups number {len(groups.ids)} tokens, the run holds {run.n_tokens}")
-    acc = RoutingAccumulator(geo, k, is_signed(run), run_name(run), groups)
-    for sums in map_chunks(run, "alpha", acc.chunk_sums, chunk_tokens):
-        acc.add(sums)
-    return acc.result()
+    return scan(run, {"routing": RoutingAccumulator.of_run(run, k, groups)}, chunk_tokens)["routing"]
