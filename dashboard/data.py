@@ -32,7 +32,7 @@ from depthscope.analyses import routing_kernel, token_stats
 from depthscope.models.vocabulary import SHOWN_TOKEN_STATISTICS
 from depthscope.probe import Run, RunError
 
-from .aggregate import RMS_BINS, RMS_HI, RMS_LO, RMS_NAMES, Aggregates, Pass
+from .aggregate import RMS_NAMES, Aggregates, Pass
 from .cell_index import CELL_BINS, hist_of
 from .cell_query import Seen, overlapping, range_counts, read_span, top_tokens
 from .chunk_cache import ChunkCache
@@ -417,34 +417,17 @@ class RunData:
     # ------------------------------------------------------------------------------------------- signal
 
     def rms_profile(self, name: str, percentiles=(5, 25, 50, 75, 95)) -> pd.DataFrame:
-        """Per slot: mean and percentiles over tokens of one RMS quantity (percentiles from 0.01-dex bins)."""
+        """Per slot: mean and percentiles over tokens of one RMS quantity (depthscope.analyses' Moments)."""
         agg = self.require()
         run = self.run
-        if name not in agg.rms_hist:
+        if name not in agg.rms:
             return pd.DataFrame(columns=["slot", "sublayer", "label", "quantity", "mean", "count",
                                          *[f"p{p}" for p in percentiles]])
-        hist = agg.rms_hist[name]
-        cum = np.cumsum(hist, axis=1)
-        rows = {"slot": np.arange(self.n_slots), "sublayer": run.sublayers, "label": run.sublayer_labels,
-                "quantity": name, "mean": agg.rms_sum[name] / np.maximum(agg.rms_count[name], 1),
-                "count": agg.rms_count[name]}
-        width = (RMS_HI - RMS_LO) / RMS_BINS
+        moments = agg.rms[name]
+        frame = pd.DataFrame({"slot": np.arange(self.n_slots), "sublayer": run.sublayers, "label": run.sublayer_labels,
+                              "quantity": name, "mean": moments.mean, "count": moments.count.astype(np.int64)})
         for p in percentiles:
-            values = []
-            for i in range(self.n_slots):
-                total = cum[i, -1]
-                if total == 0:
-                    values.append(np.nan)
-                    continue
-                target = p / 100 * total
-                b = int(np.searchsorted(cum[i], target))
-                b = min(b, RMS_BINS - 1)
-                prev = cum[i, b - 1] if b else 0
-                frac = (target - prev) / max(hist[i, b], 1)
-                values.append(10 ** (RMS_LO + (b + frac) * width))
-            rows[f"p{p}"] = values
-        frame = pd.DataFrame(rows)
-        frame.loc[frame["count"] == 0, "mean"] = np.nan
+            frame[f"p{p}"] = moments.percentile(p)
         return frame
 
     # ------------------------------------------------------------------------------------------- tokens
