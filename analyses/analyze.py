@@ -6,7 +6,7 @@ routing*, mixing* (routing.py, mixing.py), signal, signal_growth, signal_vs_base
 gradients, gradient_uniformity (gradients.py), causal, causal_summary (causal.py, when the run's checkpoint is
 at hand), estimates and compare (compare.py). A table a run cannot give is skipped, with the reason in `notes`.
 
-A run is read in one scan (scan.py): its reducers are the routing sums (which also give the token-mean weights
+A run is read in one scan (scanner.py): its reducers are the routing sums (which also give the token-mean weights
 for the mixing matrix and the per-group routing sums for the confidence intervals), the RMS moments of the
 signal and gradient tables, and the per-group RMS and loss sums. Only the document ids are read before it
 (the bootstrap groups must be numbered before sums are taken per group).
@@ -22,7 +22,7 @@ from depthscope.probe import RunError
 
 from .errors import AnalysisError
 from .runs import as_run, model_kind, run_name
-from .scan import scan
+from .scanner import scan
 
 # Run-level statistics given with CIs in `estimates` and compared in `compare` (every other statistic of
 # compare.statistics, e.g. per sublayer "locality@mlp3", is one call of compare.estimate / compare.compare away).

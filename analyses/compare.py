@@ -27,7 +27,7 @@ suffixes restrict to one kind):
                       (definitions in signal.py and gradients.py); <q>_last_first3, <q>_log_slope3: the same
                       growth over sublayers 3..L (after the first transformer block)
   loss                mean per-token loss
-The per-group sums are taken in one scan (scan.py): the routing reducer with the tokens' groups
+The per-group sums are taken in one scan (scanner.py): the routing reducer with the tokens' groups
 (routing_stats(run, k, groups=group_index(run, unit))) and GroupedRms for RMS and loss; analyze.py adds
 them to its own scan of the run, so each array is read once.
 Parameter-gradient norms are per step, not per token: `param_grad_sums(run)` groups them by step, with
@@ -49,7 +49,7 @@ from .groups import BLOCK_TOKENS, MAX_TOKEN_GROUPS, MIN_DOCUMENTS, GroupIndex, g
 from .routing import Routing, RoutingAccumulator
 from .routing_groups import GROUP_FEATURES
 from .runs import as_run, run_name, sublayer_kinds
-from .scan import Reducer, scan
+from .scanner import Reducer, scan
 from .sources import run_geometry
 
 ROUTING_FEATURES = GROUP_FEATURES[:7]  # locality, long_range, embedding, entropy, norm_entropy, jump, top_embedding

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import AnalysisError
 from .runs import run_name
-from .scan import Reducer, scan
+from .scanner import Reducer, scan
 
 BLOCK_TOKENS = 256
 MIN_DOCUMENTS = 20

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scan import Reducer
+from .scanner import Reducer
 
 BINS_PER_DECADE = 100
 

@@ -36,7 +36,7 @@ from depthscope.models.config import sublayer_label
 
 from .errors import AnalysisError, NaNWeightError
 from .runs import as_run, model_config, model_kind, require, run_name
-from .scan import Reducer, scan
+from .scanner import Reducer, scan
 from .sources import _BLOCK, source_sublayer
 
 RANK_RTOL = 1e-3

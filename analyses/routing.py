@@ -45,7 +45,7 @@ from .routing_chunk import ChunkKernel, RoutingSums
 from .routing_groups import GROUP_FEATURES
 from .runs import as_run, model_kind, require, run_name
 from .sources import SourceGeometry, run_geometry
-from .scan import Reducer, scan
+from .scanner import Reducer, scan
 
 # Mixers whose recorded weights are non-negative (softmax, or the residual's ones): no |.| needed.
 NONNEGATIVE_KINDS = ("full_attnres", "block_attnres", "residual")
@@ -81,7 +81,7 @@ class Routing:
 
 
 class RoutingAccumulator(Reducer):
-    """The scan reducer behind `Routing` (scan.py): per chunk the one-pass kernel's sums (routing_chunk.py,
+    """The scan reducer behind `Routing` (scanner.py): per chunk the one-pass kernel's sums (routing_chunk.py,
     thread-safe), added in chunk order; result() builds the tables. groups: when given, the chunk sums carry
     per-group sums (kernel.sums(..., groups=...)), gathered here."""
 
@@ -219,7 +219,7 @@ def routing_stats(run, k: float | None = None, chunk_tokens: int | None = None,
 
     run: a run directory, probe.Run or MemoryRun holding "alpha". k: the long-range window in the run's unit
     (default 4 sublayers, 2 blocks). chunk_tokens: tokens per chunk (default: the run's stored chunk, which
-    lets a stored run's chunks be decoded and analysed on one thread per core: scan.py). One pass per
+    lets a stored run's chunks be decoded and analysed on one thread per core: scanner.py). One pass per
     chunk (routing_chunk.py). Weights without shares (NaN or infinite at a valid source, all zero) raise
     AnalysisError naming the token and sublayer; NaN in a stored run raises the reader's RunError instead.
     groups: the tokens' bootstrap groups (groups.group_index); the same pass then also sums the per-token

@@ -29,7 +29,7 @@ import pandas as pd
 from .errors import AnalysisError
 from .log_histogram import Moments, MomentsReducer
 from .runs import as_run, model_config, require, run_name, sublayer_kinds
-from .scan import scan
+from .scanner import scan
 
 QUANTITIES = ("input_rms", "output_rms", "residual_rms")
 PERCENTILES = (10, 50, 90)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from depthscope.analyses import stream
+from depthscope.analyses import scanner
 from depthscope.analyses.analyze import analyze
 from depthscope.analyses.compare import (
     GROUP_FEATURES, compare, compare_table, estimate, grouped_sums, statistics,
@@ -91,7 +91,7 @@ def test_kernel_blocks_within_one_group_and_across_groups(block_tokens):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_stored_run_one_pass_matches(tmp_path, monkeypatch, workers):
-    monkeypatch.setattr(stream, "default_workers", lambda: workers)
+    monkeypatch.setattr(scanner, "default_workers", lambda: workers)
     alpha = weights(FULL, 100, seed=5)
     path = write_run(tmp_path / "run", alpha.astype(np.float32), chunk=16, document=np.arange(100) // 4)
     from depthscope.probe import open_run

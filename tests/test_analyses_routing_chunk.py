@@ -1,5 +1,5 @@
 """The one-pass chunk kernel behind routing_stats (routing_chunk.py) and its parallel stored-chunk road
-(stream.py, probe LazyArray.read_block) against a plain float64 numpy computation of the definitions."""
+(scanner.py, probe LazyArray.read_block) against a plain float64 numpy computation of the definitions."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from depthscope.analyses import AnalysisError
-from depthscope.analyses import stream
+from depthscope.analyses import scanner
 from depthscope.analyses.routing import routing_stats
 from depthscope.analyses.runs import MemoryRun
 from depthscope.analyses.sources import geometry
@@ -125,7 +125,7 @@ def check(result, alpha, labels, k=None, signed=False, atol=2e-6):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_stored_chunks_in_parallel_match_the_definitions(tmp_path, monkeypatch, workers):
-    monkeypatch.setattr(stream, "default_workers", lambda: workers)
+    monkeypatch.setattr(scanner, "default_workers", lambda: workers)
     alpha = weights(FULL, 100, seed=0)  # 6 full chunks of 16 tokens and a short one
     path = write_run(tmp_path / "run", alpha.astype(np.float32), chunk=16)
     fast = routing_stats(path)  # stored chunks, decoded straight from the files
@@ -166,7 +166,7 @@ def test_read_block_decodes_into_a_reused_buffer_and_agrees_with_zarr(tmp_path):
 
 
 def test_faults_in_stored_chunks_name_the_chunk_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(stream, "default_workers", lambda: 2)
+    monkeypatch.setattr(scanner, "default_workers", lambda: 2)
     alpha = weights(FULL, 64, seed=3).astype(np.float32)
     alpha[37, 5, 2] = np.nan  # a valid source of sublayer 6, in the third chunk
     path = write_run(tmp_path / "nan", alpha, chunk=16)
@@ -192,7 +192,7 @@ def test_shards_read_as_one_run_on_the_stored_chunk_road(tmp_path, monkeypatch):
     from depthscope.probe.batch import BatchRecord
     from depthscope.probe.layout import Layout, default_label
 
-    monkeypatch.setattr(stream, "default_workers", lambda: 2)
+    monkeypatch.setattr(scanner, "default_workers", lambda: 2)
     alpha = weights(FULL, 65, seed=5)
     label = default_label(L)
     layout = Layout(sublayers=list(range(1, L + 1)), sublayer_labels=[label(l) for l in range(1, L + 1)],
