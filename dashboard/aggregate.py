@@ -200,6 +200,7 @@ class Pass:
         self.names = [x for x in ("alpha", "token", "document", "position", "loss") + RMS_NAMES if x in run.arrays]
         self.agg = Aggregates(n_slots=n, max_sources=s, n_tokens=run.n_tokens)
         self.vocab = vocab_of(run)
+        self.results = None
 
     def reducers(self) -> dict[str, Reducer]:
         """The serving reducers of this run (a scan may hold others besides)."""
@@ -214,22 +215,27 @@ class Pass:
             out["loss"] = LossSum()
         return out
 
-    def run_pass(self, workers: int | None = None) -> tuple[Aggregates, Kept]:
+    def run_pass(self, workers: int | None = None, extra: dict[str, Reducer] | None = None
+                 ) -> tuple[Aggregates, Kept]:
+        """The one scan: the serving reducers and `extra` ones (e.g. analyses' routing statistics, whose
+        results, or errors, are left in self.results)."""
         run, agg = self.run, self.agg
-        reducers = self.reducers()
+        reducers = {**self.reducers(), **(extra or {})}
         if not self.names or run.n_tokens == 0:
             return agg, Kept(*(np.zeros(0, t) for t in (np.int32, np.int64, np.int64)))
-        results = scan(run, reducers, workers=workers or pass_workers(), progress=self.fold_progress)
-        self.collect(results)
-        return agg, results["ids"]
+        self.results = scan(run, reducers, workers=workers or pass_workers(), progress=self.fold_progress)
+        self.collect(self.results, exclude=set(extra or ()))
+        return agg, self.results["ids"]
 
     def fold_progress(self, fraction: float) -> None:
         self.progress(min(fraction, 0.999))
 
-    def collect(self, results) -> None:
+    def collect(self, results, exclude: set[str] = frozenset()) -> None:
         """Take the serving reducers' results into the Aggregates (each raises its error if it failed)."""
         agg = self.agg
         for name in results:
+            if name in exclude:
+                continue
             value = results[name]
             if name in RMS_NAMES:
                 agg.rms[name] = value

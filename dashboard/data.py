@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from depthscope.analyses import routing_kernel, token_stats
+from depthscope.analyses import AnalysisError, RoutingAccumulator, routing_kernel, token_stats
 from depthscope.models.vocabulary import SHOWN_TOKEN_STATISTICS
 from depthscope.probe import Run, RunError
 
@@ -151,10 +151,29 @@ class RunData:
         def progress(fraction: float) -> None:
             self.progress = fraction
 
-        agg, kept = Pass(self.run, self.valid, self.has_alpha, progress).run_pass()
+        extra = {}
+        if self.has_alpha:  # analyses' routing statistics (default window) from the same scan
+            try:
+                extra["routing"] = RoutingAccumulator.of_run(self.run)
+            except (AnalysisError, ValueError) as err:
+                self._routing_error = err
+        one = Pass(self.run, self.valid, self.has_alpha, progress)
+        agg, kept = one.run_pass(extra=extra)
+        self._scan = one.results
         self.token_ids, self.doc_ids, self.positions = kept.token, kept.document, kept.position
         agg.seconds = time.perf_counter() - started
         return agg
+
+    def routing_stats(self):
+        """depthscope.analyses' routing statistics of the run at the default window, taken in the aggregation
+        scan (raises what that computation raised)."""
+        self.require()
+        if "_routing_error" in self.__dict__:
+            raise self._routing_error
+        scanned = self.__dict__.get("_scan")
+        if scanned is None or "routing" not in scanned:
+            raise FilterError(f"{self.run.path}: no depth-attention weights to take routing statistics of")
+        return scanned["routing"]
 
     def ids(self, name: str, start: int, stop: int) -> np.ndarray:
         """token / document / position of tokens [start, stop) (from memory when the pass kept them)."""

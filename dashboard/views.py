@@ -281,6 +281,10 @@ def routing_stats(cat: Catalogue, params: Params, run_key: str = "run"):
     run = cat.open(run_id)
     if "alpha" not in run.arrays:
         raise FilterError(f"{run_id} recorded no depth-attention weights")
+    if k is None:  # the default window: taken in the run's aggregation scan
+        data = cat.ready_data(run_id)
+        if hasattr(data, "routing_stats"):
+            return data.routing_stats()
     return cat.analysis(run_id, ("routing statistics", k), lambda: compute(run, k=k))
 
 
