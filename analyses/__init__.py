@@ -15,13 +15,14 @@
 Source geometry (distances in sublayers, or blocks for Block AttnRes) is in sources.py. Inputs are run
 directories, probe.Run objects, or MemoryRun (runs.py) for arrays in memory. Bad input raises AnalysisError.
 """
-from .errors import AnalysisError
+from .errors import AnalysisError, NaNWeightError
+from .gradients import param_grad_profile, uniformity
 from .log_histogram import DASHBOARD_BINS, SIGNAL_BINS, LogBins, Moments, MomentsReducer, percentile
 from .per_token import routing_kernel, token_stats, token_table, token_weights
 from .routing import Routing, RoutingAccumulator, routing_stats
 from .runs import MemoryRun, as_run
 from .scanner import MAX_WORKERS, Reducer, ScanResults, cores, default_workers, scan
 
-__all__ = ["AnalysisError", "DASHBOARD_BINS", "LogBins", "MAX_WORKERS", "SIGNAL_BINS", "MemoryRun", "Moments", "MomentsReducer", "Reducer", "Routing",
-           "RoutingAccumulator", "ScanResults", "as_run", "cores", "default_workers", "percentile",
-           "routing_kernel", "routing_stats", "scan", "token_stats", "token_table", "token_weights"]
+__all__ = ["AnalysisError", "DASHBOARD_BINS", "LogBins", "MAX_WORKERS", "SIGNAL_BINS", "MemoryRun", "Moments", "MomentsReducer", "NaNWeightError", "Reducer", "Routing",
+           "RoutingAccumulator", "ScanResults", "as_run", "cores", "default_workers", "param_grad_profile", "percentile",
+           "routing_kernel", "routing_stats", "scan", "token_stats", "token_table", "token_weights", "uniformity"]

@@ -48,6 +48,18 @@ def param_grad_matrix(run, per_parameter: bool = False) -> pd.DataFrame:
     return table.pivot_table(index="step", columns="sublayer", values="grad_norm", aggfunc="mean").sort_index(axis=1)
 
 
+def param_grad_profile(run) -> pd.DataFrame:
+    """Per sublayer: mean and 25th / 75th percentile over steps of the parameter-gradient norm
+    (sublayer, label, mean, lo, hi, steps). Empty when the run recorded none."""
+    g = run.grad_norms if run.layout.grads else pd.DataFrame()
+    if g is None or len(g) == 0:
+        return pd.DataFrame(columns=["sublayer", "label", "mean", "lo", "hi", "steps"])
+    per = g.groupby(["sublayer", "label"], sort=True)["grad_norm"]
+    frame = pd.DataFrame({"mean": per.mean(), "lo": per.quantile(0.25), "hi": per.quantile(0.75),
+                          "steps": per.count()}).reset_index()
+    return frame.sort_values("sublayer").reset_index(drop=True)
+
+
 def gradient_profile(run, chunk_tokens: int | None = None, grad_rms: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per sublayer: grad_rms (mean over tokens), param_grad_norm (mean and std over steps), param_grad_rms,
     n_params, steps; columns missing from the run are NaN. At least one of the two must be recorded.

@@ -591,15 +591,3 @@ def difference_frame(a: pd.DataFrame, b: pd.DataFrame, value: str = "mean") -> p
     merged[value] = merged[value] - merged[value + "_b"]
     merged["std"] = np.nan
     return merged.drop(columns=[value + "_b"])
-
-
-def grad_profile(run: Run) -> pd.DataFrame:
-    """Per sublayer: mean and 25th / 75th percentile over steps of the parameter-gradient norm
-    (label, sublayer, mean, lo, hi, steps). Empty when the run recorded none."""
-    g = run.grad_norms if run.layout.grads else pd.DataFrame()
-    if g is None or len(g) == 0:
-        return pd.DataFrame(columns=["sublayer", "label", "mean", "lo", "hi", "steps"])
-    per = g.groupby(["sublayer", "label"], sort=True)["grad_norm"]
-    frame = pd.DataFrame({"mean": per.mean(), "lo": per.quantile(0.25), "hi": per.quantile(0.75),
-                          "steps": per.count()}).reset_index()
-    return frame.sort_values("sublayer").reset_index(drop=True)
