@@ -1,9 +1,11 @@
-"""The additive sums behind `routing.Routing` for one chunk of weights, in a single pass (the streamed path).
+"""The one routing kernel: the statistics of `routing.py` for one chunk of weights, in a single pass.
 
-`routing.RoutingKernel` gives per-token statistics (drill-down tables, bootstrap sums, the dashboard); the
-aggregate tables only need their sums over tokens, which this kernel computes directly. Definitions (shares,
-locality, long-range mass, entropy, the top source and its tie rule, jumps): routing.py. How (measured with
-bench/analyses.py, 1M tokens x 32 sublayers x 33 sources, on 2 CPU cores):
+`ChunkKernel.sums` gives their sums over tokens (the aggregate tables of routing_stats and analyze, and the
+per-group sums of the confidence intervals); `ChunkKernel.token_stats` gives the same statistics per (token,
+sublayer) (the per-token tables of per_token.py and the dashboard's token views), through the same block
+pass and arithmetic. Definitions (shares, locality, long-range mass, entropy, the top source and its tie rule,
+jumps): routing.py. How (measured with bench/analyses.py, 1M tokens x 32 sublayers x 33 sources, on 2 CPU
+cores):
 
 - Memory traffic bounds every pass over [tokens, sublayers, sources], so the chunk is worked through in
   blocks of `block_tokens` (1024) tokens whose float32 buffers stay in cache.

@@ -1,19 +1,17 @@
-"""Dashboard-side data: what the app aggregates over a run so that every callback answers quickly.
+"""Dashboard-side data: what the app keeps of a run so that every callback answers quickly: queries and views
+over serving aggregates, no statistic of its own (the statistics are depthscope.analyses' public names).
 
-This module holds NO research statistic of its own (those live in depthscope.analyses). It holds the
-dashboard's *serving* aggregates:
-
-- one streaming pass over a run's chunks (aggregate.py; in a background thread for large runs, its chunks
-  decoded and summarised on worker threads) keeps per-chunk, per-document
-  and per-token-id partial sums of the depth-attention weights alpha [tokens, slots, sources], per-chunk
-  per-cell histograms and top tokens (cell_index.py; answered by cell_query.py), per-slot log-RMS histograms
-  (percentile bands), and top-source counts;
+- one scan of the run (depthscope.analyses.scan; aggregate.py's reducers, in a background thread for large
+  runs, its chunks decoded once on worker threads) keeps per-chunk, per-document and per-token-id partial
+  sums of the depth-attention weights alpha [tokens, slots, sources], per-chunk per-cell histograms and top
+  tokens (cell_index.py; answered by cell_query.py), the RMS moments and log histograms of analyses
+  (percentile bands), top-source counts, and analyses' routing statistics at the default window;
 - filtered token-averaged weight matrices (token range / document / token-text regular expression) are
   answered from those partial sums exactly where they can be, and otherwise from a bounded read of the run
   (exact when the selected span is small, else an even sample of chunks, flagged `sampled` and said in the UI);
   the chunks such a read decodes are kept in a small LRU (chunk_cache.py) shared by the view's callbacks;
-- windows of per-token statistics for the Tokens page (computed by depthscope.analyses' routing kernel on
-  the window only).
+- windows of per-token statistics for the Tokens page come from analyses' routing kernel (token_stats), on
+  the window only; token labels from the run's own vocabulary (Run.token_labels).
 
 Shapes: alpha chunks are [tokens, slots, sources]; flattened cells are [tokens, slots * sources].
 Nothing here writes into a run.
