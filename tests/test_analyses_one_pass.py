@@ -19,7 +19,7 @@ from depthscope.analyses.groups import group_index
 from depthscope.analyses.mixing import mixing_from_run
 from depthscope.analyses.routing import is_signed, routing_stats
 from depthscope.analyses.routing_chunk import ChunkKernel
-from depthscope.analyses.runs import MemoryRun, iter_chunks, run_name
+from depthscope.analyses.runs import MemoryRun, iter_chunks
 from depthscope.analyses.sources import run_geometry
 
 from test_analyses_routing import write_run
