@@ -164,7 +164,9 @@ class TokenIds(Reducer):
     def result(self) -> Kept:
         if not self.keep:
             return Kept()
-        return Kept(*(np.concatenate(self.kept[x]) for x in ("token", "document", "position")))
+        kept = Kept(*(np.concatenate(self.kept[x]) for x in ("token", "document", "position")))
+        self.kept = {}  # the chunks' pieces are not held twice
+        return kept
 
 
 class LossSum(Reducer):
@@ -225,7 +227,7 @@ class Pass:
             return agg, Kept(*(np.zeros(0, t) for t in (np.int32, np.int64, np.int64)))
         self.results = scan(run, reducers, workers=workers or pass_workers(), progress=self.fold_progress)
         self.collect(self.results, exclude=set(extra or ()))
-        return agg, self.results["ids"]
+        return agg, self.results["ids"]  # (ScanResults keeps each result once asked: `ids` is not rebuilt)
 
     def fold_progress(self, fraction: float) -> None:
         self.progress(min(fraction, 0.999))

@@ -157,7 +157,11 @@ class RunData:
                 self._routing_error = err
         one = Pass(self.run, self.valid, self.has_alpha, progress)
         agg, kept = one.run_pass(extra=extra)
-        self._scan = one.results
+        if "routing" in extra:  # the statistics kept, or the error they raised (the reducer is let go)
+            try:
+                self._routing = one.results["routing"]
+            except (AnalysisError, RunError, ValueError) as err:
+                self._routing_error = err
         self.token_ids, self.doc_ids, self.positions = kept.token, kept.document, kept.position
         agg.seconds = time.perf_counter() - started
         return agg
@@ -168,10 +172,9 @@ class RunData:
         self.require()
         if "_routing_error" in self.__dict__:
             raise self._routing_error
-        scanned = self.__dict__.get("_scan")
-        if scanned is None or "routing" not in scanned:
+        if "_routing" not in self.__dict__:
             raise FilterError(f"{self.run.path}: no depth-attention weights to take routing statistics of")
-        return scanned["routing"]
+        return self._routing
 
     def ids(self, name: str, start: int, stop: int) -> np.ndarray:
         """token / document / position of tokens [start, stop) (from memory when the pass kept them)."""
