@@ -6,8 +6,10 @@ routing*, mixing* (routing.py, mixing.py), signal, signal_growth, signal_vs_base
 gradients, gradient_uniformity (gradients.py), causal, causal_summary (causal.py, when the run's checkpoint is
 at hand), estimates and compare (compare.py). A table a run cannot give is skipped, with the reason in `notes`.
 
-The depth-attention weights (the bulk of a run) are read once: the routing pass also sums the token-mean
-weights (for the mixing matrix) and the per-group routing sums (for the confidence intervals).
+A run is read in one scan (scanner.py): its reducers are the routing sums (which also give the token-mean weights
+for the mixing matrix and the per-group routing sums for the confidence intervals), the RMS moments of the
+signal and gradient tables, and the per-group RMS and loss sums. Only the document ids are read before it
+(the bootstrap groups must be numbered before sums are taken per group).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from depthscope.probe import RunError
 
 from .errors import AnalysisError
 from .runs import as_run, mixer_kind, model_kind, run_name
+from .scanner import scan
 
 # the causal check of a run on `max_tokens` tokens -> causal.causal_ablation's table; it loads the run's
 # checkpoint and text, a workflow the caller hands in (depthscope.causal_check.causal_from_run)
@@ -77,27 +80,55 @@ def _try(analysis: Analysis, what: str, fn):
 def analyze_one(run, k: float | None = None, unit: str = "auto", causal: CausalCheck | None = None,
                 causal_tokens: int = 1024, chunk_tokens: int | None = None) -> Analysis:
     from .causal import causal_summary
-    from .compare import grouped_sums, param_grad_sums
-    from .groups import group_index
+    from .compare import GroupedRms, grouped_sums, grouped_sums_of, param_grad_sums
     from .gradients import gradient_profile, gradient_uniformity
+    from .groups import group_index
+    from .log_histogram import MomentsReducer
     from .mixing import mixing_from_run, mixing_tables
-    from .routing import routing_stats
-    from .signal import block_bounds_of, block_resets, signal_growth, signal_profile
+    from .routing import RoutingAccumulator
+    from .signal import block_bounds_of, block_resets, signal_frame, signal_growth, signal_reducers
 
     run = as_run(run)
     if run.n_tokens == 0:
         raise AnalysisError(run_name(run), "the run holds no tokens")
     out = Analysis(run)
     t = out.tables
-    routing = None
+    # the reducers of the one scan (a reducer that cannot be made keeps its error for its section below)
+    reducers: dict = {}
+    unmade: dict[str, Exception] = {}
+
+    def plan(name: str, make) -> None:
+        try:
+            made = make()
+        except (AnalysisError, KeyError, ValueError) as err:
+            unmade[name] = err
+            return
+        reducers.update(made if isinstance(made, dict) else {name: made})
+
+    groups = None
     if "alpha" in run.captured:
-        # the bootstrap groups, so that the routing pass sums per group too (a unit the run cannot give is
+        # the bootstrap groups, so that the routing reducer sums per group too (a unit the run cannot give is
         # noted by grouped_sums below, as before)
         try:
             groups = group_index(run, unit, chunk_tokens=chunk_tokens)
         except (AnalysisError, ValueError):
             groups = None
-        routing = _try(out, "routing", lambda: routing_stats(run, k, chunk_tokens, groups=groups))
+        plan("routing", lambda: RoutingAccumulator.of_run(run, k, groups))
+    plan("signal", lambda: {f"signal:{q}": r for q, r in signal_reducers(run).items()})
+    if "grad_rms" in run.captured:
+        plan("grad_rms", lambda: MomentsReducer("grad_rms", len(run.sublayers)))
+    if groups is not None:
+        plan("rms", lambda: GroupedRms(run, groups))
+    results = scan(run, reducers, chunk_tokens)
+
+    def result(name: str):
+        if name in unmade:
+            raise unmade[name]
+        return results[name]
+
+    routing = None
+    if "alpha" in run.captured:
+        routing = _try(out, "routing", lambda: result("routing"))
         if routing is not None:
             t.update(routing.frames())
             out.window = (routing.k, routing.unit)
@@ -109,7 +140,9 @@ def analyze_one(run, k: float | None = None, unit: str = "auto", causal: CausalC
         else:
             out.notes.append("mixing matrix: hyper runs do not record the mix/post taps; use "
                              "analyses.mixing.mixing_from_model")
-    profile = _try(out, "signal", lambda: signal_profile(run, chunk_tokens=chunk_tokens))
+    signal_names = [name for name in reducers if name.startswith("signal:")]
+    profile = _try(out, "signal", lambda: signal_frame(run, {n[len("signal:"):]: result(n) for n in signal_names})
+                   if "signal" not in unmade else result("signal"))
     if profile is not None:
         t["signal"] = profile
         t["signal_growth"] = signal_growth(profile)
@@ -117,12 +150,20 @@ def analyze_one(run, k: float | None = None, unit: str = "auto", causal: CausalC
         if bounds:
             t["block_resets"] = pd.concat([block_resets(profile, bounds, q) for q in ("input_rms", "output_rms")
                                            if (profile["quantity"] == q).any()], ignore_index=True)
-    grads = _try(out, "gradients", lambda: gradient_profile(run, chunk_tokens))
+    grad_rms = (lambda: signal_frame(run, {"grad_rms": result("grad_rms")})) if "grad_rms" in run.captured else None
+    grads = _try(out, "gradients", lambda: gradient_profile(run, chunk_tokens, grad_rms() if grad_rms else None))
     if grads is not None:
         t["gradients"] = grads
         t["gradient_uniformity"] = gradient_uniformity(grads)
-    out.sums = _try(out, "confidence intervals", lambda: grouped_sums(run, unit, k, chunk_tokens=chunk_tokens,
-                                                                    routing=routing))
+
+    def confidence():
+        if groups is None:  # grouped_sums names the reason the unit cannot be used
+            return grouped_sums(run, unit, k, chunk_tokens=chunk_tokens, routing=routing)
+        by_routing = result("routing") if "routing" in reducers or not isinstance(unmade.get("routing"),
+                                                                                  AnalysisError) else None
+        return grouped_sums_of(run, groups, by_routing, result("rms"))
+
+    out.sums = _try(out, "confidence intervals", confidence)
     if not run.grad_norms.empty:
         out.param_sums = _try(out, "parameter-gradient intervals", lambda: param_grad_sums(run))
     if causal and mixer_kind(run).causal_check:

@@ -27,8 +27,9 @@ suffixes restrict to one kind):
                       (definitions in signal.py and gradients.py); <q>_last_first3, <q>_log_slope3: the same
                       growth over sublayers 3..L (after the first transformer block)
   loss                mean per-token loss
-The per-group routing sums come from the routing pass itself when `grouped_sums` is handed its result
-(`routing_stats(run, k, groups=group_index(run, unit))`, as analyze.py does), so alpha is read once.
+The per-group sums are taken in one scan (scanner.py): the routing reducer with the tokens' groups
+(routing_stats(run, k, groups=group_index(run, unit))) and GroupedRms for RMS and loss; analyze.py adds
+them to its own scan of the run, so each array is read once.
 Parameter-gradient norms are per step, not per token: `param_grad_sums(run)` groups them by step, with
 param_grad_cv, param_grad_max_min, param_grad_early_late (and param_grad_rms_* per parameter).
 """
@@ -44,10 +45,11 @@ import torch
 
 from .bootstrap import percentile_interval, resampled_sums
 from .errors import AnalysisError
-from .groups import BLOCK_TOKENS, MAX_TOKEN_GROUPS, MIN_DOCUMENTS, group_index  # noqa: F401 (re-exported)
-from .routing import Routing, routing_stats
+from .groups import BLOCK_TOKENS, MAX_TOKEN_GROUPS, MIN_DOCUMENTS, GroupIndex, group_index  # noqa: F401
+from .routing import Routing, RoutingAccumulator
 from .routing_groups import GROUP_FEATURES
-from .runs import as_run, iter_chunks, run_name, sublayer_kinds
+from .runs import as_run, run_name, sublayer_kinds
+from .scanner import Reducer, scan
 from .sources import run_geometry
 
 ROUTING_FEATURES = GROUP_FEATURES[:7]  # locality, long_range, embedding, entropy, norm_entropy, jump, top_embedding
@@ -103,14 +105,50 @@ def _routing_matches(routing: Routing | None, run, unit: str, k: float | None, b
             and len(g.ids) == run.n_tokens and routing.k == (run_geometry(run).default_k() if k is None else k))
 
 
+class GroupedRms(Reducer):
+    """Scan reducer: per group (GroupIndex) sums and counts of the finite RMS quantities and the loss, [G, width]
+    float64 with columns q@slot..., q_n@slot... per quantity, then loss, loss_n."""
+
+    def __init__(self, run, index: GroupIndex):
+        self.rms = [q for q in RMS_FEATURES if q in run.captured]
+        self.has_loss = "loss" in run.captured
+        self.arrays = tuple(self.rms) + (("loss",) if self.has_loss else ())
+        self.index = index
+        self.total = torch.zeros(index.n_groups, 2 * len(run.sublayer_labels) * len(self.rms) + 2 * self.has_loss,
+                                 dtype=torch.float64)
+
+    def partial(self, chunk) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if not self.arrays:
+            return None
+        t = len(chunk)
+        cols = []
+        for q in self.rms:
+            x = torch.as_tensor(np.asarray(chunk[q], dtype=np.float64))  # [T, slots]
+            ok = torch.isfinite(x)
+            cols += [torch.where(ok, x, 0.0), ok.double()]
+        if self.has_loss:
+            x = torch.as_tensor(np.asarray(chunk["loss"], dtype=np.float64)).view(t, 1)
+            ok = torch.isfinite(x)
+            cols += [torch.where(ok, x, 0.0), ok.double()]
+        rows = torch.from_numpy(np.ascontiguousarray(self.index.of(chunk.start, chunk.stop)))
+        return rows, torch.cat(cols, dim=1)  # [T], [T, width]
+
+    def merge(self, part: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        if part is not None:
+            self.total.index_add_(0, *part)  # summed into its groups' rows, in chunk order
+
+    def result(self) -> np.ndarray:
+        return self.total.numpy()
+
+
 def grouped_sums(run, unit: str = "auto", k: float | None = None, block_tokens: int = BLOCK_TOKENS,
                  chunk_tokens: int | None = None, routing: Routing | None = None) -> GroupedSums:
     """Per group (groups.py), sums (and counts) of every per-token quantity per sublayer.
 
     The routing features are the per-group sums of the one-pass routing kernel (routing_groups.py): taken from
     `routing` when it is a routing_stats result of this run with the same k and groups
-    (groups=group_index(run, unit, block_tokens, chunk_tokens)), else computed here by that pass. RMS and
-    loss are summed in one streaming pass over their (small) arrays."""
+    (groups=group_index(run, unit, block_tokens, chunk_tokens)), else computed here in the same scan that
+    sums RMS and loss (GroupedRms)."""
     run = as_run(run)
     if run.n_tokens == 0:
         raise AnalysisError(run_name(run), "the run holds no tokens")
@@ -119,44 +157,36 @@ def grouped_sums(run, unit: str = "auto", k: float | None = None, block_tokens: 
     else:
         routing = None
         index = group_index(run, unit, block_tokens, chunk_tokens)
+    reducers: dict[str, Reducer] = {"rms": GroupedRms(run, index)}
+    if routing is None and "alpha" in run.captured and run_geometry(run).routed.any():
+        reducers["routing"] = RoutingAccumulator.of_run(run, k, index)
+    results = scan(run, reducers, chunk_tokens)
+    if "routing" in reducers:
+        routing = results["routing"]
+    return grouped_sums_of(run, index, routing, results["rms"])
+
+
+def grouped_sums_of(run, index: GroupIndex, routing: Routing | None, rms: np.ndarray) -> GroupedSums:
+    """GroupedSums from a scan's results: routing (routing_stats with these groups; None when the run has no
+    routed sublayer) and rms (GroupedRms's result)."""
     G = index.n_groups
     labels = list(run.sublayer_labels)
-    has_alpha = "alpha" in run.captured
-    rms = [q for q in RMS_FEATURES if q in run.captured]
     names = ["tokens"]
     parts = [np.bincount(index.ids, minlength=G).astype(np.float64)[:, None]]  # [G, 1]
     geo = None
-    if has_alpha:
+    if "alpha" in run.captured:
         geo = run_geometry(run)
         for f in GROUP_FEATURES:  # the features listed, then norm_entropy_n
             names += [f"{f}@{lab}" for lab in labels]
-        if routing is None and geo.routed.any():
-            routing = routing_stats(run, k, chunk_tokens, groups=index)
         by_group = routing.group_sums if routing is not None else np.zeros((G, len(GROUP_FEATURES), len(labels)))
         parts.append(by_group.reshape(G, -1))  # [G, features, slots] -> [G, features * slots], feature-major
-    for q in rms:
-        names += [f"{q}@{lab}" for lab in labels] + [f"{q}_n@{lab}" for lab in labels]
-    has_loss = "loss" in run.captured
-    if has_loss:
+    for q in RMS_FEATURES:
+        if q in run.captured:
+            names += [f"{q}@{lab}" for lab in labels] + [f"{q}_n@{lab}" for lab in labels]
+    if "loss" in run.captured:
         names += ["loss", "loss_n"]
-    arrays = rms + (["loss"] if has_loss else [])
-    if arrays:
-        width = 2 * len(labels) * len(rms) + 2 * has_loss
-        total = torch.zeros(G, width, dtype=torch.float64)
-        for chunk in iter_chunks(run, arrays, chunk_tokens):
-            t = len(chunk)
-            cols = []
-            for q in rms:
-                x = torch.as_tensor(np.asarray(chunk[q], dtype=np.float64))  # [T, slots]
-                ok = torch.isfinite(x)
-                cols += [torch.where(ok, x, 0.0), ok.double()]
-            if has_loss:
-                x = torch.as_tensor(np.asarray(chunk["loss"], dtype=np.float64)).view(t, 1)
-                ok = torch.isfinite(x)
-                cols += [torch.where(ok, x, 0.0), ok.double()]
-            rows = torch.from_numpy(np.ascontiguousarray(index.of(chunk.start, chunk.stop)))
-            total.index_add_(0, rows, torch.cat(cols, dim=1))  # [T, width] summed into its groups' rows
-        parts.append(total.numpy())
+    if rms.shape[1]:
+        parts.append(rms)
     features = np.concatenate(parts, axis=1)
     sums = GroupedSums(features, names, index.unit, run_name(run), list(run.sublayers), labels, sublayer_kinds(labels))
     if geo is not None:

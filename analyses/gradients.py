@@ -48,16 +48,29 @@ def param_grad_matrix(run, per_parameter: bool = False) -> pd.DataFrame:
     return table.pivot_table(index="step", columns="sublayer", values="grad_norm", aggfunc="mean").sort_index(axis=1)
 
 
-def gradient_profile(run, chunk_tokens: int | None = None) -> pd.DataFrame:
+def param_grad_profile(run) -> pd.DataFrame:
+    """Per sublayer: mean and 25th / 75th percentile over steps of the parameter-gradient norm
+    (sublayer, label, mean, lo, hi, steps). Empty when the run recorded none."""
+    g = run.grad_norms if run.layout.grads else pd.DataFrame()
+    if g is None or len(g) == 0:
+        return pd.DataFrame(columns=["sublayer", "label", "mean", "lo", "hi", "steps"])
+    per = g.groupby(["sublayer", "label"], sort=True)["grad_norm"]
+    frame = pd.DataFrame({"mean": per.mean(), "lo": per.quantile(0.25), "hi": per.quantile(0.75),
+                          "steps": per.count()}).reset_index()
+    return frame.sort_values("sublayer").reset_index(drop=True)
+
+
+def gradient_profile(run, chunk_tokens: int | None = None, grad_rms: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per sublayer: grad_rms (mean over tokens), param_grad_norm (mean and std over steps), param_grad_rms,
-    n_params, steps; columns missing from the run are NaN. At least one of the two must be recorded."""
+    n_params, steps; columns missing from the run are NaN. At least one of the two must be recorded.
+    grad_rms: signal_profile(run, ("grad_rms",)) when a scan already made it."""
     run = as_run(run)
     labels = dict(zip(run.sublayers, run.sublayer_labels))
     out = pd.DataFrame({"sublayer": np.asarray(run.sublayers, dtype=np.int64), "sublayer_label": run.sublayer_labels,
                         "kind": sublayer_kinds(run.sublayer_labels)})
     have = False
     if "grad_rms" in run.captured and run.n_tokens:
-        prof = signal_profile(run, ("grad_rms",), chunk_tokens)
+        prof = signal_profile(run, ("grad_rms",), chunk_tokens) if grad_rms is None else grad_rms
         out = out.merge(prof[["sublayer", "mean"]].rename(columns={"mean": "grad_rms"}), on="sublayer", how="left")
         have = True
     else:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import AnalysisError
-from .runs import iter_chunks, run_name
+from .runs import run_name
+from .scanner import Reducer, scan
 
 BLOCK_TOKENS = 256
 MIN_DOCUMENTS = 20
@@ -39,18 +40,34 @@ class GroupIndex:
         return self.ids[start:stop]
 
 
-def _document_groups(run, chunk_tokens: int | None) -> tuple[np.ndarray, dict[int, int]]:
-    """Document ids numbered as a chunked pass meets them: ids [tokens], and id -> number."""
-    index: dict[int, int] = {}
-    ids = np.empty(run.n_tokens, dtype=np.int64)
-    for chunk in iter_chunks(run, ["document"], chunk_tokens):
-        docs = np.asarray(chunk["document"], dtype=np.int64)
-        uniq, inverse = np.unique(docs, return_inverse=True)
+class DocumentNumbers(Reducer):
+    """Scan reducer: document ids numbered as a chunked pass meets them; result (ids [tokens], id -> number)."""
+
+    arrays = ("document",)
+
+    def __init__(self, n_tokens: int):
+        self.index: dict[int, int] = {}
+        self.ids = np.empty(n_tokens, dtype=np.int64)
+
+    def partial(self, chunk) -> tuple[int, int, np.ndarray, np.ndarray]:
+        uniq, inverse = np.unique(np.asarray(chunk["document"], dtype=np.int64), return_inverse=True)
+        return chunk.start, chunk.stop, uniq, inverse
+
+    def merge(self, part) -> None:
+        start, stop, uniq, inverse = part
         for g in uniq.tolist():
-            if g not in index:
-                index[g] = len(index)
-        ids[chunk.start:chunk.stop] = np.array([index[g] for g in uniq.tolist()], dtype=np.int64)[inverse]
-    return ids, index
+            if g not in self.index:
+                self.index[g] = len(self.index)
+        self.ids[start:stop] = np.array([self.index[g] for g in uniq.tolist()], dtype=np.int64)[inverse]
+
+    def result(self) -> tuple[np.ndarray, dict[int, int]]:
+        return self.ids, self.index
+
+
+def _document_groups(run, chunk_tokens: int | None) -> tuple[np.ndarray, dict[int, int]]:
+    """Document ids numbered as a chunked pass meets them: ids [tokens], and id -> number (a scan of the
+    document ids alone: the numbering must be known before the sums per group are taken)."""
+    return scan(run, {"documents": DocumentNumbers(run.n_tokens)}, chunk_tokens)["documents"]
 
 
 def group_index(run, unit: str = "auto", block_tokens: int = BLOCK_TOKENS,

@@ -34,8 +34,9 @@ import torch
 
 from depthscope.models.config import sublayer_label
 
-from .errors import AnalysisError
-from .runs import as_run, iter_chunks, model_config, model_kind, require, run_name
+from .errors import AnalysisError, NaNWeightError
+from .runs import as_run, model_config, model_kind, require, run_name
+from .scanner import Reducer, scan
 from .sources import _BLOCK, source_sublayer
 
 RANK_RTOL = 1e-3
@@ -178,20 +179,38 @@ def _denseformer(labels, sublayers, weights, L: int) -> Mixing:
     return Mixing(M, "denseformer", L)
 
 
+class MeanWeights(Reducer):
+    """Scan reducer: the token-mean of the recorded weights [slots, max_sources] (NaN beyond valid sources)."""
+
+    arrays = ("alpha",)
+
+    def __init__(self, run):
+        from .sources import run_geometry
+
+        self.valid = run_geometry(run).valid
+        self.where = run_name(run)
+        self.total, self.count = np.zeros(self.valid.shape), 0
+
+    def partial(self, chunk) -> tuple[np.ndarray, int]:
+        a = torch.as_tensor(chunk["alpha"]).to(torch.float32)  # [T, slots, sources]
+        total = a.sum(0, dtype=torch.float64).numpy()  # NaN beyond the sources stays there
+        if np.isnan(total[self.valid]).any():
+            raise NaNWeightError(self.where, "NaN depth-attention weight for a valid source")
+        return np.where(self.valid, total, 0.0), a.shape[0]
+
+    def merge(self, part: tuple[np.ndarray, int]) -> None:
+        self.total += part[0]
+        self.count += part[1]
+
+    def result(self) -> np.ndarray:
+        return np.where(self.valid, self.total / self.count, np.nan)
+
+
 def mean_weights(run, chunk_tokens: int | None = None) -> np.ndarray:
-    """Token-mean of the recorded weights [slots, max_sources] (NaN beyond valid sources), streamed."""
+    """Token-mean of the recorded weights [slots, max_sources] (NaN beyond valid sources), one scan."""
     run = as_run(run)
     require(run, ["alpha"], "the mixing matrix")
-    total, count = None, 0
-    for chunk in iter_chunks(run, ["alpha"], chunk_tokens):
-        a = torch.as_tensor(chunk["alpha"]).to(torch.float32)
-        part = torch.nan_to_num(a, nan=0.0).sum(0, dtype=torch.float64)
-        total = part if total is None else total + part
-        count += a.shape[0]
-    mean = (total / count).numpy()
-    from .sources import run_geometry
-
-    return np.where(run_geometry(run).valid, mean, np.nan)
+    return scan(run, {"mean": MeanWeights(run)}, chunk_tokens)["mean"]
 
 
 def mixing_from_run(run, chunk_tokens: int | None = None, weights: np.ndarray | None = None) -> Mixing:

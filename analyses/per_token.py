@@ -15,13 +15,33 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from depthscope.models.vocabulary import TOKEN_STATISTICS
+
 from .errors import AnalysisError
-from .routing import RoutingKernel, is_signed
+from .routing import is_signed
+from .routing_chunk import ChunkKernel
 from .runs import PER_SUBLAYER, as_run, require, run_name
 from .sources import run_geometry
 
 MAX_TOKENS = 20_000
-TOKEN_STATS = ("locality", "long_range", "embedding", "entropy", "norm_entropy", "eff_sources")
+
+
+def routing_kernel(run, k: float | None = None) -> ChunkKernel:
+    """The routing kernel of a run (its source geometry, window k, signed or not): the one that sums the
+    aggregate tables (routing_stats) and gives the per-token values (ChunkKernel.token_stats)."""
+    run = as_run(run)
+    return ChunkKernel(run_geometry(run), k, is_signed(run), run_name(run))
+
+
+def token_stats(run, start: int, stop: int, k: float | None = None, kernel: ChunkKernel | None = None
+                ) -> dict[str, np.ndarray]:
+    """Per-token routing statistics of tokens [start, stop): name -> [tokens, slots] (ChunkKernel.token_stats:
+    NaN at slots without sources). kernel: a routing_kernel(run, k) kept by the caller (built otherwise)."""
+    run = as_run(run)
+    require(run, ["alpha"], "per-token statistics")
+    kernel = routing_kernel(run, k) if kernel is None else kernel
+    chunk = next(iter(run.iter_chunks(["alpha"], stop - start, start=start, stop=stop)))
+    return kernel.token_stats(chunk["alpha"], start)
 
 
 def token_table(run, start: int = 0, stop: int | None = None, k: float | None = None,
@@ -36,12 +56,11 @@ def token_table(run, start: int = 0, stop: int | None = None, k: float | None = 
         raise AnalysisError(run_name(run), f"{stop - start} tokens asked for; the per-token table is limited to "
                                            f"{max_tokens} (pass max_tokens= to raise it)")
     geo = run_geometry(run)
-    kernel = RoutingKernel(geo, k, is_signed(run), run_name(run))
+    kernel = routing_kernel(run, k)
     names = ["alpha"] + [n for n in ("token", "document", "position", "loss", *PER_SUBLAYER) if n in run.captured]
     chunk = next(iter(run.iter_chunks(names, stop - start, start=start, stop=stop)))
-    a = kernel.prepare(chunk["alpha"])
-    stats = kernel.token_stats(a, start)
-    t, n = a.shape[:2]
+    stats = kernel.token_stats(chunk["alpha"], start)
+    t = stop - start
     slots = np.nonzero(geo.routed)[0]
     tok_index = np.repeat(np.arange(start, stop), len(slots))
     slot_index = np.tile(slots, t)
@@ -54,13 +73,12 @@ def token_table(run, start: int = 0, stop: int | None = None, k: float | None = 
     frame["sublayer"] = np.asarray(geo.sublayers, dtype=np.int64)[slot_index]
     frame["sublayer_label"] = np.asarray(geo.sublayer_labels, dtype=object)[slot_index]
     frame["kind"] = np.asarray(geo.kinds, dtype=object)[slot_index]
-    for name in TOKEN_STATS:
-        frame[name] = stats[name][:, slots].numpy().ravel()
-    top = stats["top"][:, slots].numpy()
+    for name in TOKEN_STATISTICS:
+        frame[name] = stats[name][:, slots].ravel()
+    top = stats["top"][:, slots]
     frame["top_source"] = [geo.source_labels[i][j] for i, j in zip(slot_index, top.ravel())]
-    frame["top_distance"] = stats["top_distance"][:, slots].numpy().ravel()
-    frame["top_embedding"] = stats["top_embedding"][:, slots].numpy().ravel()
-    frame["jump"] = stats["jump"][:, slots].numpy().ravel()
+    for name in ("top_distance", "top_embedding", "jump"):
+        frame[name] = stats[name][:, slots].ravel()
     for name in PER_SUBLAYER:
         if name in chunk:
             frame[name] = np.asarray(chunk[name])[:, slots].ravel()

@@ -36,137 +36,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .errors import AnalysisError
 from .groups import GroupIndex
-from .routing_chunk import STAT_COLUMNS, ChunkKernel, RoutingSums
+from depthscope.models.vocabulary import TOKEN_STATISTICS
+
+from .routing_chunk import ChunkKernel, RoutingSums
 from .routing_groups import GROUP_FEATURES
 from .runs import as_run, model_kind, require, run_name
 from .sources import SourceGeometry, run_geometry
-from .stream import map_chunks
+from .scanner import Reducer, scan
 
 # Mixers whose recorded weights are non-negative (softmax, or the residual's ones): no |.| needed.
 NONNEGATIVE_KINDS = ("full_attnres", "block_attnres", "residual")
 SINK_MIN_MEAN = 0.1
 SINK_LIFT = 2.0
 SINK_MAX_CV = 0.5
-
-
-def _gather_plan(mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flat column indices [n * w] and 0/1 weights [n, w] picking the True entries of mask [n, S] per row."""
-    n, s = mask.shape
-    width = max(int(mask.sum(1).max()), 1)
-    index = np.zeros((n, width), dtype=np.int64)
-    weight = np.zeros((n, width), dtype=np.float32)
-    for i in range(n):
-        cols = np.nonzero(mask[i])[0]
-        index[i, : len(cols)] = i * s + cols
-        weight[i, : len(cols)] = 1.0
-    return torch.from_numpy(index.ravel()), torch.from_numpy(weight)
-
-
-class RoutingKernel:
-    """Per-token routing statistics of one chunk; holds the geometry as torch index plans (reused across chunks).
-
-    Works on the unnormalised magnitudes a = |alpha| (zero beyond the valid sources) to save passes over the
-    chunk: with Z = sum_s a_s, every share-linear statistic is (a . mask) / Z, and H = log Z - (sum a log a) / Z.
-    Masks that pick few sources (nearest, embedding, the sources within k) are gathered, not multiplied:
-    long_range = (Z - embedding - sources within k) / Z.
-    """
-
-    def __init__(self, geo: SourceGeometry, k: float | None = None, signed: bool = True, where: str = "<run>"):
-        self.geo = geo
-        self.k = geo.default_k() if k is None else k
-        self.signed = signed
-        self.where = where
-        self.invalid = torch.from_numpy(~geo.valid)  # [n, S]
-        self.plans = {
-            "nearest": _gather_plan(geo.nearest),
-            "embedding": _gather_plan(geo.is_embedding),
-            "short": _gather_plan(geo.valid & ~geo.is_embedding & ~geo.long_range(self.k)),
-        }
-        counts = geo.n_sources.astype(np.float64)
-        with np.errstate(divide="ignore"):
-            self.log_n = torch.from_numpy(np.where(counts > 1, np.log(np.maximum(counts, 1)), np.nan).astype(np.float32))
-        self.distance = torch.from_numpy(np.nan_to_num(geo.distance, nan=-1.0).astype(np.float32))  # [n, S]
-        self.is_emb = torch.from_numpy(geo.is_embedding)
-        self.routed = torch.from_numpy(geo.routed)
-        self.last = torch.from_numpy(np.maximum(geo.n_sources - 1, 0))  # [n] index of the most recent source
-        self.last_flat = torch.arange(geo.valid.shape[0]) * geo.valid.shape[1] + self.last
-        self.has_distance = geo.has_distance
-        self._scratch: torch.Tensor | None = None
-
-    def scratch(self, like: torch.Tensor) -> torch.Tensor:
-        if self._scratch is None or self._scratch.shape != like.shape:
-            self._scratch = torch.empty_like(like)
-        return self._scratch
-
-    def prepare(self, alpha) -> torch.Tensor:
-        """alpha [T, n, S] (numpy or torch, any float dtype) -> a = |alpha| float32, zero beyond valid sources."""
-        a = torch.as_tensor(alpha)
-        if a.dim() != 3 or tuple(a.shape[1:]) != tuple(self.invalid.shape):
-            raise AnalysisError(self.where, f"alpha chunk of shape {tuple(a.shape)}, expected [tokens, "
-                                            f"{self.invalid.shape[0]}, {self.invalid.shape[1]}]")
-        a = a.to(torch.float32) if a.dtype != torch.float32 else a.clone()
-        a.masked_fill_(self.invalid, 0.0)
-        if self.signed:
-            a.abs_()
-        return a
-
-    def _pick(self, flat: torch.Tensor, name: str) -> torch.Tensor:
-        index, weight = self.plans[name]
-        t = flat.shape[0]
-        return (flat.index_select(1, index).view(t, *weight.shape) * weight).sum(-1)  # [T, n]
-
-    def token_stats(self, a: torch.Tensor, start: int = 0) -> dict[str, torch.Tensor]:
-        """a [T, n, S] from prepare() -> per-token statistics, each [T, n] (module docstring), plus
-        "total" = Z = sum_s |alpha_s| (shares are a / Z)."""
-        t, n, s = a.shape
-        total = a.sum(-1)  # [T, n]
-        if torch.isnan(total).any():
-            ti, i = (int(x) for x in torch.nonzero(torch.isnan(total))[0])
-            raise AnalysisError(self.where, f"NaN depth-attention weight for a valid source (token {start + ti}, "
-                                            f"sublayer {self.geo.sublayer_labels[i]})")
-        bad = (total <= 0) & self.routed
-        if bad.any():
-            ti, i = (int(x) for x in torch.nonzero(bad)[0])
-            raise AnalysisError(self.where, f"all-zero depth-attention weights (token {start + ti}, sublayer "
-                                            f"{self.geo.sublayer_labels[i]}): shares are undefined")
-        inv = 1.0 / total.clamp_min(1e-30)
-        flat = a.view(t, n * s)
-        emb = self._pick(flat, "embedding")
-        # sum_s a log a, via a scratch buffer (xlogy allocates and is several times slower)
-        buf = self.scratch(a)
-        torch.clamp(a, min=1e-30, out=buf)
-        buf.log_().mul_(a)
-        ent = (torch.log(total.clamp_min(1e-30)) - buf.sum(-1) * inv).clamp_min(0.0)
-        top = a.argmax(-1)  # [T, n]; ties -> the oldest source, unless the most recent one is among the maxima
-        rows = torch.arange(n).unsqueeze(0)
-        last = self.last.unsqueeze(0).expand(t, n)
-        top_val = a.gather(-1, top.unsqueeze(-1)).squeeze(-1)
-        last_val = flat.index_select(1, self.last_flat)  # [T, n]
-        top = torch.where(last_val >= top_val, last, top)
-        top_dist = self.distance[rows, top]  # [T, n]
-        top_emb = self.is_emb[rows, top]
-        nan = torch.full_like(ent, float("nan"))
-        dist = self.has_distance
-        if dist:
-            locality = self._pick(flat, "nearest") * inv
-            long_range = ((total - emb - self._pick(flat, "short")) * inv).clamp_min(0.0)
-        return {
-            "locality": locality if dist else nan,
-            "long_range": long_range if dist else nan,
-            "embedding": emb * inv,
-            "entropy": ent,
-            "norm_entropy": ent / self.log_n,
-            "eff_sources": torch.exp(ent),
-            "top": top,
-            "top_distance": torch.where(top_emb, nan, top_dist) if dist else nan,
-            "top_embedding": top_emb,
-            "jump": (~top_emb) & (top_dist > self.k) if dist else torch.zeros_like(top_emb),
-            "total": total,
-        }
 
 
 @dataclass
@@ -195,11 +80,12 @@ class Routing:
                 "routing_by_kind": self.by_kind}
 
 
-class RoutingAccumulator:
-    """Streaming sums behind `Routing`: update(alpha chunk) (or add(kernel.sums(chunk)), e.g. from worker
-    threads) any number of times, then result(). The sums come from the one-pass chunk kernel
-    (routing_chunk.py), which computes the same statistics as RoutingKernel without per-token tables.
-    groups: when given, the chunk sums carry per-group sums (kernel.sums(..., groups=...)), gathered here."""
+class RoutingAccumulator(Reducer):
+    """The scan reducer behind `Routing` (scanner.py): per chunk the one-pass kernel's sums (routing_chunk.py,
+    thread-safe), added in chunk order; result() builds the tables. groups: when given, the chunk sums carry
+    per-group sums (kernel.sums(..., groups=...)), gathered here."""
+
+    arrays = ("alpha",)
 
     def __init__(self, geo: SourceGeometry, k: float | None = None, signed: bool = True, where: str = "<run>",
                  groups: GroupIndex | None = None):
@@ -209,26 +95,41 @@ class RoutingAccumulator:
         self.group_sums = (np.zeros((groups.n_groups, len(GROUP_FEATURES), geo.valid.shape[0]))
                            if groups is not None else None)
 
+    @classmethod
+    def of_run(cls, run, k: float | None = None, groups: GroupIndex | None = None) -> "RoutingAccumulator":
+        """The reducer of a run's routing statistics (errors as routing_stats raises them)."""
+        require(run, ["alpha"], "routing statistics")
+        geo = run_geometry(run)
+        if not geo.routed.any():
+            raise AnalysisError(run_name(run), "no sublayer of this run has depth-attention sources")
+        if groups is not None and len(groups.ids) != run.n_tokens:
+            raise ValueError(f"groups number {len(groups.ids)} tokens, the run holds {run.n_tokens}")
+        return cls(geo, k, is_signed(run), run_name(run), groups)
+
     @property
     def tokens(self) -> int:
         return self.total.tokens
 
     def update(self, alpha, start: int = 0) -> None:
-        self.add(self.chunk_sums(alpha, start))
+        self.merge(self.chunk_sums(alpha, start))
 
     def chunk_sums(self, alpha, start: int = 0) -> RoutingSums:
-        """The kernel's sums of one chunk starting at token `start` (with its tokens' groups, if any);
-        thread-safe, so it may run on worker threads (stream.map_chunks)."""
+        """The kernel's sums of one chunk starting at token `start` (with its tokens' groups, if any)."""
         groups = None if self.groups is None else self.groups.of(start, start + len(alpha))
         return self.kernel.sums(alpha, start, groups)
 
-    def add(self, sums: RoutingSums) -> None:
+    def partial(self, chunk) -> RoutingSums:
+        return self.chunk_sums(chunk["alpha"], chunk.start)
+
+    def merge(self, sums: RoutingSums) -> None:
         self.total.add(sums)
         if self.group_sums is not None:
             if sums.groups is None:
                 raise ValueError("chunk sums without per-group sums added to an accumulator with groups")
             ids, part = sums.groups
             self.group_sums[ids] += part  # ids are distinct within a chunk
+
+    add = merge
 
     def result(self) -> Routing:
         geo, kern = self.kernel.geo, self.kernel
@@ -246,7 +147,7 @@ class RoutingAccumulator:
         per["n_sources"] = geo.n_sources
         per["tokens"] = np.where(routed, self.tokens, 0)
         total = self.total
-        for i, c in enumerate(STAT_COLUMNS):
+        for i, c in enumerate(TOKEN_STATISTICS):
             cnt = total.counts[i]
             with np.errstate(invalid="ignore", divide="ignore"):
                 per[c] = np.where(routed & (cnt > 0), total.stats[i] / cnt, np.nan)
@@ -292,7 +193,7 @@ class RoutingAccumulator:
         jumps["is_jump"] = jumps["distance"] > kern.k
         jumps = jumps.sort_values(["sublayer", "distance"], kind="stable").reset_index(drop=True)
 
-        cols = list(STAT_COLUMNS) + ["jump_rate", "top_embedding_rate", "off_usual_rate", "spread"]
+        cols = list(TOKEN_STATISTICS) + ["jump_rate", "top_embedding_rate", "off_usual_rate", "spread"]
         kinds = []
         for kind in ("attn", "mlp", "final"):
             part = per[per["kind"] == kind]
@@ -318,20 +219,11 @@ def routing_stats(run, k: float | None = None, chunk_tokens: int | None = None,
 
     run: a run directory, probe.Run or MemoryRun holding "alpha". k: the long-range window in the run's unit
     (default 4 sublayers, 2 blocks). chunk_tokens: tokens per chunk (default: the run's stored chunk, which
-    lets a stored run's chunks be decoded and analysed on one thread per core: stream.py). One pass per
+    lets a stored run's chunks be decoded and analysed on one thread per core: scanner.py). One pass per
     chunk (routing_chunk.py). Weights without shares (NaN or infinite at a valid source, all zero) raise
     AnalysisError naming the token and sublayer; NaN in a stored run raises the reader's RunError instead.
     groups: the tokens' bootstrap groups (groups.group_index); the same pass then also sums the per-token
     statistics per group (Routing.group_sums, for compare.grouped_sums).
     """
     run = as_run(run)
-    require(run, ["alpha"], "routing statistics")
-    geo = run_geometry(run)
-    if not geo.routed.any():
-        raise AnalysisError(run_name(run), "no sublayer of this run has depth-attention sources")
-    if groups is not None and len(groups.ids) != run.n_tokens:
-        raise ValueError(f"groups number {len(groups.ids)} tokens, the run holds {run.n_tokens}")
-    acc = RoutingAccumulator(geo, k, is_signed(run), run_name(run), groups)
-    for sums in map_chunks(run, "alpha", acc.chunk_sums, chunk_tokens):
-        acc.add(sums)
-    return acc.result()
+    return scan(run, {"routing": RoutingAccumulator.of_run(run, k, groups)}, chunk_tokens)["routing"]

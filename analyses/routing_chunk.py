@@ -1,9 +1,11 @@
-"""The additive sums behind `routing.Routing` for one chunk of weights, in a single pass (the streamed path).
+"""The one routing kernel: the statistics of `routing.py` for one chunk of weights, in a single pass.
 
-`routing.RoutingKernel` gives per-token statistics (drill-down tables, bootstrap sums, the dashboard); the
-aggregate tables only need their sums over tokens, which this kernel computes directly. Definitions (shares,
-locality, long-range mass, entropy, the top source and its tie rule, jumps): routing.py. How (measured with
-bench/analyses.py, 1M tokens x 32 sublayers x 33 sources, on 2 CPU cores):
+`ChunkKernel.sums` gives their sums over tokens (the aggregate tables of routing_stats and analyze, and the
+per-group sums of the confidence intervals); `ChunkKernel.token_stats` gives the same statistics per (token,
+sublayer) (the per-token tables of per_token.py and the dashboard's token views), through the same block
+pass and arithmetic. Definitions (shares, locality, long-range mass, entropy, the top source and its tie rule,
+jumps): routing.py. How (measured with bench/analyses.py, 1M tokens x 32 sublayers x 33 sources, on 2 CPU
+cores):
 
 - Memory traffic bounds every pass over [tokens, sublayers, sources], so the chunk is worked through in
   blocks of `block_tokens` (1024) tokens whose float32 buffers stay in cache.
@@ -31,11 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from depthscope.models.vocabulary import TOKEN_STATISTICS
+
 from .errors import AnalysisError, NaNWeightError
 from .routing_groups import GROUP_FEATURES, GroupPlan
 from .sources import SourceGeometry
 
-STAT_COLUMNS = ("locality", "long_range", "embedding", "entropy", "norm_entropy", "eff_sources")
 BLOCK_TOKENS = 1024
 RANK_BITS = 13  # low mantissa bits of float32 that are zero for float16 / bfloat16 values
 _LN2 = math.log(2.0)
@@ -46,7 +49,7 @@ _TINY = 1e-30  # below the smallest float16: only turns log(0) into a finite num
 class RoutingSums:
     """Sums over tokens: per position of the sublayer axis ([n]) or per (position, source) ([n, S]), float64.
 
-    stats / counts [len(STAT_COLUMNS), n]: sums of the per-token statistics and the tokens they hold (a
+    stats / counts [len(TOKEN_STATISTICS), n]: sums of the per-token statistics and the tokens they hold (a
     statistic undefined for a position, e.g. norm_entropy with one source, has count 0). jump, top_embedding
     [n]: tokens whose top source is a jump / the embedding. top [n, S]: tokens per top source. raw, share,
     share_sq [n, S]: sums of alpha, of the shares p and of p^2. groups: when the kernel was given the tokens'
@@ -66,7 +69,7 @@ class RoutingSums:
 
     @classmethod
     def zeros(cls, n: int, s: int) -> "RoutingSums":
-        f = len(STAT_COLUMNS)
+        f = len(TOKEN_STATISTICS)
         return cls(0, np.zeros((f, n)), np.zeros((f, n)), np.zeros(n), np.zeros(n), *(np.zeros((n, s)) for _ in range(4)))
 
     def add(self, other: "RoutingSums") -> None:
@@ -100,6 +103,9 @@ class ChunkKernel:
         rank = np.where(valid, np.where(src == n[:, None] - 1, n[:, None] + 1, n[:, None] - src), 0)
         self.rank = torch.from_numpy(rank.astype(np.int32))  # [g, w]
         self.rank_index = torch.from_numpy(rank.astype(np.int64))  # [g, w] where source s's count lands
+        self.source_of_rank = np.zeros((len(rows), w + 2), dtype=np.int64)  # [g, w + 2] source holding a rank
+        r, c = np.nonzero(valid)
+        self.source_of_rank[r, rank[r, c]] = c
         self.code_base = torch.arange(len(rows), dtype=torch.int32) * (w + 2)  # [g] row j's codes: j*(w+2)+rank
         # 0/1 masks [g, w] of the sources each share-linear statistic sums, and of jumps
         self.masks = {"embedding": geo.is_embedding[rows, :w]}
@@ -127,10 +133,8 @@ class ChunkKernel:
         """alpha [T, n, S] (numpy or torch, any float dtype; anything beyond each row's sources is ignored) ->
         RoutingSums. start: the run's index of the chunk's first token (for error messages). groups: optional
         [T] group number of each token (groups.py); then the result's `groups` holds the per-group sums."""
-        x = torch.as_tensor(alpha)
+        x = self._checked(alpha)
         n, s = self.geo.valid.shape
-        if x.dim() != 3 or tuple(x.shape[1:]) != (n, s):
-            raise AnalysisError(self.where, f"alpha chunk of shape {tuple(x.shape)}, expected [tokens, {n}, {s}]")
         out = RoutingSums.zeros(n, s)
         out.tokens = t = x.shape[0]
         if groups is not None and len(groups) != t:
@@ -172,6 +176,66 @@ class ChunkKernel:
             out.groups = self.group_plan.finish(uniq, local, linear, entropy, code)
         return out
 
+    def token_stats(self, alpha, start: int = 0) -> dict[str, np.ndarray]:
+        """The per-token statistics whose sums `sums()` takes, one value per (token, position): alpha [T, n, S]
+        -> name -> [T, n] float64 (NaN at positions without sources and where a statistic is undefined) for
+        TOKEN_STATISTICS, plus "top" [T, n] int64 (source index of the top source; -1 without sources),
+        "top_distance" (NaN for the embedding), "top_embedding" and "jump" (bool). Same block pass and the same
+        arithmetic as sums() (the share-linear ones as masked sums over the sources, divided by Z)."""
+        x = self._checked(alpha)
+        t = x.shape[0]
+        n = self.geo.valid.shape[0]
+        out = {name: np.full((t, n), np.nan) for name in TOKEN_STATISTICS}
+        out["top"] = np.full((t, n), -1, dtype=np.int64)
+        out["top_distance"] = np.full((t, n), np.nan)
+        out["top_embedding"] = np.zeros((t, n), dtype=bool)
+        out["jump"] = np.zeros((t, n), dtype=bool)
+        if t == 0 or len(self.rows) == 0:
+            return out
+        buf = self._scratch(t)
+        total, alogb, kmax = buf["total"][:t], buf["alogb"][:t], buf["kmax"][:t]  # [T, g]
+        exact = x.dtype in (torch.float16, torch.bfloat16) and self.width + 1 < (1 << RANK_BITS)
+        bits = RANK_BITS if exact else max(RANK_BITS, (self.width + 1).bit_length())
+        masks = {name: torch.from_numpy(m.astype(np.float32)) for name, m in self.masks.items()}  # [g, w]
+        linear = {name: torch.empty(t, len(self.rows)) for name in masks}  # [T, g] sum of a over the mask
+        for b0 in range(0, t, self.block_tokens):
+            b1 = min(b0 + self.block_tokens, t)
+            a, tmp = buf["a"][: b1 - b0], buf["tmp"][: b1 - b0]  # [B, g, w]
+            self._load(x[b0:b1], a)
+            self._row_sum(a, total[b0:b1])
+            self._top_keys(a, tmp, kmax[b0:b1], exact, bits)
+            for name, mask in masks.items():
+                torch.mul(a, mask, out=tmp)
+                self._row_sum(tmp, linear[name][b0:b1])
+            torch.clamp_min(a, _TINY, out=tmp)
+            np.log2(tmp.numpy(), out=tmp.numpy())
+            self._row_sum(tmp.mul_(a), alogb[b0:b1])
+        self._check(total, start)
+        rows = self.rows
+        for name, value in linear.items():
+            out[name][:, rows] = value.div_(total).numpy()
+        rank = (kmax & ((1 << bits) - 1)).numpy()  # [T, g] winning tie rank
+        top = self.source_of_rank[np.arange(len(rows))[None, :], rank]  # [T, g] source index
+        out["top"][:, rows] = top
+        out["top_embedding"][:, rows] = self.masks["embedding"][np.arange(len(rows))[None, :], top]
+        if self.geo.has_distance:
+            dist = self.geo.distance[rows][np.arange(len(rows))[None, :], top]  # [T, g]
+            out["top_distance"][:, rows] = np.where(out["top_embedding"][:, rows], np.nan, dist)
+            out["jump"][:, rows] = self.is_jump[np.arange(len(rows))[None, :], top]
+        ent = self._entropy(total, alogb)  # [T, g]
+        out["entropy"][:, rows] = ent.numpy()
+        out["eff_sources"][:, rows] = np.exp(ent.numpy())
+        with np.errstate(invalid="ignore"):
+            out["norm_entropy"][:, rows] = ent.numpy() / self.log_n  # NaN with one source
+        return out
+
+    def _checked(self, alpha) -> torch.Tensor:
+        x = torch.as_tensor(alpha)
+        n, s = self.geo.valid.shape
+        if x.dim() != 3 or tuple(x.shape[1:]) != (n, s):
+            raise AnalysisError(self.where, f"alpha chunk of shape {tuple(x.shape)}, expected [tokens, {n}, {s}]")
+        return x
+
     def _row_sum(self, a: torch.Tensor, out: torch.Tensor) -> None:
         """out [B, g] = sum over sources of a [B, g, w]: a matrix-vector product with ones (BLAS), about
         1.6 times faster than sum(-1) over a short last axis."""
@@ -212,15 +276,12 @@ class ChunkKernel:
         """Sums over tokens of the per-token statistics (module docstring of routing.py) into `out`; returns
         the per-token entropy [T, g] (in alogb's buffer)."""
         rows, w, t = self.rows, self.width, total.shape[0]
-        col = {name: i for i, name in enumerate(STAT_COLUMNS)}
+        col = {name: i for i, name in enumerate(TOKEN_STATISTICS)}
         share = out.share[rows, :w]
         for name, mask in self.masks.items():  # linear in the shares: sums of the share sums
             out.stats[col[name], rows] = (share * mask).sum(1)
             out.counts[col[name], rows] = t
-        # H = log Z - (sum a ln a) / Z with sum a ln a = ln 2 * sum a log2 a (numpy's log and exp: faster)
-        ent = alogb.mul_(_LN2).div_(total)
-        np.subtract(np.log(total.numpy()), ent.numpy(), out=ent.numpy())
-        ent.clamp_min_(0.0)
+        ent = self._entropy(total, alogb)
         out.stats[col["entropy"], rows] = ent.sum(0, dtype=torch.float64).numpy()
         out.stats[col["eff_sources"], rows] = torch.from_numpy(np.exp(ent.numpy())).sum(0, dtype=torch.float64).numpy()
         out.counts[col["entropy"], rows] = out.counts[col["eff_sources"], rows] = t
@@ -229,6 +290,14 @@ class ChunkKernel:
         out.stats[col["norm_entropy"], rows[defined]] = out.stats[col["entropy"], rows[defined]] / self.log_n[defined]
         out.counts[col["norm_entropy"], rows[defined]] = t
         return ent
+
+    @staticmethod
+    def _entropy(total: torch.Tensor, alogb: torch.Tensor) -> torch.Tensor:
+        """Per-token entropy H [T, g] in alogb's buffer: H = log Z - (sum a ln a) / Z, with sum a ln a =
+        ln 2 * sum a log2 a (numpy's log and exp: faster than torch's)."""
+        ent = alogb.mul_(_LN2).div_(total)
+        np.subtract(np.log(total.numpy()), ent.numpy(), out=ent.numpy())
+        return ent.clamp_min_(0.0)
 
     def _check(self, total: torch.Tensor, start: int) -> None:
         """One clear error for weights that give no shares: NaN or infinite at a valid source, or all zero."""

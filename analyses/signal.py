@@ -7,8 +7,8 @@ Quantities (recorded per token and sublayer by the probe, RMS over d_model):
   residual_rms  the residual stream x_l after sublayer l (baseline, DenseFormer).
 
 `signal_profile(run)`: per sublayer and quantity, over tokens: mean, std, p10, p50, p90 (percentiles from a
-log-spaced histogram of 100 bins per decade over 1e-8 .. 1e8: about 2.3 % resolution) and geo_mean
-(exp of the mean log RMS). Tokens with NaN (no tap fired) are skipped.
+log-spaced histogram: log_histogram.py) and geo_mean (exp of the mean log RMS). Tokens with NaN (no tap
+fired) are skipped. `signal_reducers` / `signal_frame` are the same as steps of a scan shared with others.
 
 `signal_growth(profile)`: per quantity, over the sublayers 1..L (the final mixer excluded), for all sublayers
 and for pre-attention / pre-MLP separately: first and last mean RMS, last_first = last / first, max_min,
@@ -25,88 +25,47 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .errors import AnalysisError
-from .runs import as_run, iter_chunks, model_config, require, run_name, sublayer_kinds
+from .log_histogram import Moments, MomentsReducer
+from .runs import as_run, model_config, require, run_name, sublayer_kinds
+from .scanner import scan
 
 QUANTITIES = ("input_rms", "output_rms", "residual_rms")
-LOG10_LOW, LOG10_HIGH, BINS_PER_DECADE = -8.0, 8.0, 100
 PERCENTILES = (10, 50, 90)
 
 
-class MomentsHistogram:
-    """Per-slot count, sum, sum of squares, sum of logs and a log10 histogram of positive values [T, n]."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.bins = int((LOG10_HIGH - LOG10_LOW) * BINS_PER_DECADE)
-        self.count = torch.zeros(n, dtype=torch.float64)
-        self.sum = torch.zeros(n, dtype=torch.float64)
-        self.sq = torch.zeros(n, dtype=torch.float64)
-        self.log = torch.zeros(n, dtype=torch.float64)
-        self.hist = torch.zeros(n * self.bins, dtype=torch.float64)
-
-    def update(self, x) -> None:
-        x = torch.as_tensor(np.asarray(x, dtype=np.float32))  # [T, n]
-        ok = torch.isfinite(x) & (x > 0)
-        z = torch.where(ok, x, torch.ones(()))
-        x64 = torch.where(ok, x, torch.zeros(())).double()
-        self.count += ok.sum(0, dtype=torch.float64)
-        self.sum += x64.sum(0)
-        self.sq += (x64 * x64).sum(0)
-        lg = torch.log10(z)
-        self.log += torch.where(ok, lg, torch.zeros(())).sum(0, dtype=torch.float64) * np.log(10.0)
-        idx = ((lg - LOG10_LOW) * BINS_PER_DECADE).floor().clamp(0, self.bins - 1).long()
-        flat = (torch.arange(self.n) * self.bins + idx)[ok]
-        self.hist += torch.bincount(flat, minlength=self.n * self.bins).double()
-
-    def percentile(self, q: float) -> np.ndarray:
-        hist = self.hist.view(self.n, self.bins).numpy()
-        cum = np.cumsum(hist, axis=1)
-        out = np.full(self.n, np.nan)
-        for i in range(self.n):
-            total = cum[i, -1]
-            if total <= 0:
-                continue
-            target = q / 100.0 * total
-            b = int(np.searchsorted(cum[i], target, side="left"))
-            below = cum[i, b - 1] if b > 0 else 0.0
-            frac = (target - below) / max(hist[i, b], 1e-300)
-            out[i] = 10 ** (LOG10_LOW + (b + min(max(frac, 0.0), 1.0)) / BINS_PER_DECADE)
-        return out
-
-
-def signal_profile(run, quantities=QUANTITIES, chunk_tokens: int | None = None) -> pd.DataFrame:
-    """Per sublayer and quantity: tokens, mean, std, p10, p50, p90, geo_mean (module docstring)."""
-    run = as_run(run)
+def signal_reducers(run, quantities=QUANTITIES) -> dict[str, MomentsReducer]:
+    """The scan reducers of signal_profile: one per quantity the run captured (AnalysisError if none)."""
     present = [q for q in quantities if q in run.captured]
     if not present:
         raise AnalysisError(run_name(run), f"signal growth needs one of {list(quantities)}, which this run did not "
                                            f"capture (it holds {list(run.captured) or 'nothing'})")
     require(run, present, "signal growth")
-    n = len(run.sublayers)
-    acc = {q: MomentsHistogram(n) for q in present}
-    for chunk in iter_chunks(run, present, chunk_tokens):
-        for q in present:
-            acc[q].update(chunk[q])
+    return {q: MomentsReducer(q, len(run.sublayers)) for q in present}
+
+
+def signal_frame(run, moments: dict[str, Moments]) -> pd.DataFrame:
+    """The signal_profile table from each quantity's Moments (log_histogram.py)."""
     kinds = sublayer_kinds(run.sublayer_labels)
     frames = []
-    for q, m in acc.items():
-        count = m.count.numpy()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = m.sum.numpy() / count
-            std = np.sqrt(np.maximum(m.sq.numpy() / count - mean**2, 0.0))
-            geo = np.exp(m.log.numpy() / count)
+    for q, m in moments.items():
         frame = pd.DataFrame({
             "sublayer": np.asarray(run.sublayers, dtype=np.int64), "sublayer_label": run.sublayer_labels,
-            "kind": kinds, "quantity": q, "tokens": count.astype(np.int64), "mean": mean, "std": std,
+            "kind": kinds, "quantity": q, "tokens": m.count.astype(np.int64), "mean": m.mean, "std": m.std,
         })
         for p in PERCENTILES:
             frame[f"p{p}"] = m.percentile(p)
-        frame["geo_mean"] = geo
-        frames.append(frame[count > 0])
+        frame["geo_mean"] = m.geo_mean
+        frames.append(frame[m.count > 0])
     return pd.concat(frames, ignore_index=True)
+
+
+def signal_profile(run, quantities=QUANTITIES, chunk_tokens: int | None = None) -> pd.DataFrame:
+    """Per sublayer and quantity: tokens, mean, std, p10, p50, p90, geo_mean (module docstring); one scan."""
+    run = as_run(run)
+    results = scan(run, signal_reducers(run, quantities), chunk_tokens)
+    return signal_frame(run, {q: results[q] for q in results})
 
 
 def growth_of(sublayers: np.ndarray, values: np.ndarray) -> dict:

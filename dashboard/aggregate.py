@@ -1,6 +1,8 @@
-"""The dashboard's one-off aggregation pass over a run: every stored chunk is decoded and summarised on worker
-threads (analyses.stream.map_chunks: decoding into reused buffers, zstd and numpy overlapping across cores),
-and the summaries are folded into the run's Aggregates in chunk order on the calling thread.
+"""The dashboard's one-off aggregation pass over a run: one scan of depthscope.analyses (every stored chunk
+decoded once on worker threads, into reused buffers, zstd and numpy overlapping across cores) with the serving
+reducers below, whose partials are folded into the run's Aggregates in chunk order on the calling thread:
+ServingIndex (the depth-attention weights: partial sums, cell index, top sources), TokenIds (token / document
+/ position ids and document spans), analyses' MomentsReducer per RMS quantity and LossSum.
 
 What is kept is described in data.py's module docstring; one chunk's share of the depth-attention part in
 chunk_summary.py. Shapes: alpha blocks [tokens, slots, sources]; flattened cells [slots * sources]; compact
@@ -8,22 +10,19 @@ cells [V] (the valid ones, `plan.cols`). Nothing here writes into a run.
 """
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
-from depthscope.analyses.stream import MAX_WORKERS, map_chunks
+from depthscope.analyses import DASHBOARD_BINS, MAX_WORKERS, Moments, MomentsReducer, Reducer, cores, scan
 from depthscope.probe import Run
 
 from .cell_index import CellIndex, hist_range_of
 from .chunk_summary import AlphaSummary, ChunkPlan, summarize_alpha
 
 RMS_NAMES = ("input_rms", "output_rms", "residual_rms", "grad_rms")
-RMS_LO, RMS_HI, RMS_BINS = -6.0, 6.0, 1200  # log10 bins of 0.01 dex (percentiles within ~2.3 %)
 MAX_VOCAB_SUMS = 4096  # per-token-id partial sums only for vocabularies up to this size (byte level: 256)
 MAX_MEMORY_TOKENS = 20_000_000  # token / document / position ids kept in memory up to this many tokens
 MAX_DOC_SUMS = 4096  # per-document partial sums for up to this many documents (others: bounded reads)
@@ -48,9 +47,7 @@ class Aggregates:
     doc_span: dict[int, list[int]] = field(default_factory=dict)  # document -> [first token, last token + 1, count]
     cells: CellIndex | None = None  # per-chunk histograms and top tokens of every cell
     top_source: np.ndarray | None = None  # [slots, sources] tokens whose largest weight is that source
-    rms_hist: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [slots, RMS_BINS]
-    rms_sum: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [slots]
-    rms_count: dict[str, np.ndarray] = field(default_factory=dict)
+    rms: dict[str, Moments] = field(default_factory=dict)  # name -> moments and log histogram per slot
     loss_sum: float = 0.0
     loss_count: int = 0
     seconds: float = 0.0
@@ -65,24 +62,9 @@ class Kept:
     position: np.ndarray | None = None  # [tokens] int64
 
 
-@dataclass
-class ChunkPart:
-    """One chunk's share of the pass, computed on a worker thread."""
-
-    start: int
-    stop: int
-    token: np.ndarray  # [m] (-1 when the run has none)
-    document: np.ndarray  # [m]
-    position: np.ndarray  # [m]
-    alpha: AlphaSummary | None
-    rms: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # name -> hist [slots, RMS_BINS], sum, count [slots]
-    loss: tuple[float, int]
-
-
 def pass_workers() -> int:
     """Worker threads of the pass: every core (up to analyses' MAX_WORKERS); the pass itself runs no torch."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(MAX_WORKERS, cores))
+    return max(1, min(MAX_WORKERS, cores()))
 
 
 def vocab_of(run: Run) -> int | None:
@@ -93,42 +75,6 @@ def vocab_of(run: Run) -> int | None:
     return vocab if vocab and vocab <= MAX_VOCAB_SUMS else None
 
 
-class RowReader:
-    """Thread-safe reads of the small per-token arrays over the span of one stored chunk of the driving array."""
-
-    def __init__(self, run: Run, driver: str):
-        self.run = run
-        spans = run.arrays[driver].blocks()
-        self.number = {a: i for i, (a, _) in enumerate(spans)}
-        self.aligned = {name: array.blocks() == spans for name, array in run.arrays.items()}
-        self._lock = threading.Lock()
-
-    def read(self, name: str, start: int, stop: int) -> np.ndarray:
-        number = self.number.get(start)
-        if self.aligned.get(name) and number is not None:
-            return self.run.arrays[name].read_block(number)  # its own buffer: safe on any thread
-        with self._lock:  # LazyArray.read keeps a one-chunk cache
-            return self.run.arrays[name].read(start, stop)
-
-
-def rms_part(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(hist [slots, RMS_BINS] of log10 x, sum [slots], count [slots]) of x [m, slots] over finite x > 0."""
-    m, n = x.shape
-    ok = np.isfinite(x) & (x > 0)
-    every = bool(ok.all())  # the usual case: no masking copies
-    lg = np.log10(x if every else np.where(ok, x, 1.0))
-    lg -= RMS_LO  # in place, the same float operations as ((lg - LO) / (HI - LO) * BINS)
-    lg /= RMS_HI - RMS_LO
-    lg *= RMS_BINS
-    b = lg.astype(np.int64)
-    np.clip(b, 0, RMS_BINS - 1, out=b)
-    b += (np.arange(n) * RMS_BINS)[None, :]  # [m, slots]: slot * RMS_BINS + bin
-    hist = np.bincount(b.ravel() if every else b[ok], minlength=n * RMS_BINS).reshape(n, RMS_BINS)
-    if every:
-        return hist, x.sum(0, dtype=np.float64), np.full(n, m, dtype=np.int64)
-    return hist, np.where(ok, x, 0).sum(0, dtype=np.float64), ok.sum(0)
-
-
 def sum_by(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(distinct keys, sums of values [keys, V] per key, each row's key number) of values [rows, V]."""
     uniq, inverse = np.unique(keys, return_inverse=True)
@@ -136,110 +82,29 @@ def sum_by(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return uniq, onehot @ values, inverse
 
 
-class Pass:
-    """One aggregation pass over `run` (call `run_pass()`); `progress(fraction)` after each chunk."""
+class ServingIndex(Reducer):
+    """Scan reducer: each chunk's AlphaSummary (chunk_summary.py, on a worker thread) folded into the
+    Aggregates' partial sums, per-token-id and per-document sums, cell index and top-source counts."""
 
-    def __init__(self, run: Run, valid: np.ndarray, has_alpha: bool, progress: Callable[[float], None]):
-        self.run = run
-        self.valid = valid  # [slots, sources]
-        self.has_alpha = has_alpha
-        self.progress = progress
-        n, s = valid.shape
+    def __init__(self, run: Run, agg: Aggregates, plan: ChunkPlan, vocab: int | None, valid: np.ndarray):
+        self.run, self.agg, self.plan, self.vocab, self.valid = run, agg, plan, vocab, valid
         self.cols = np.flatnonzero(valid.reshape(-1))  # [V]
-        self.names = [x for x in ("alpha", "token", "document", "position", "loss") + RMS_NAMES if x in run.arrays]
-        self.agg = Aggregates(n_slots=n, max_sources=s, n_tokens=run.n_tokens)
-        self.vocab = vocab_of(run)
-        self.plan: ChunkPlan | None = None
+        self.arrays = tuple(x for x in ("alpha", "token", "document") if x in run.arrays)
 
-    def run_pass(self, workers: int | None = None) -> tuple[Aggregates, Kept]:
-        run, agg = self.run, self.agg
-        if self.has_alpha:
-            self._start_alpha()
-        if not self.names or run.n_tokens == 0:
-            return agg, Kept(*(np.zeros(0, t) for t in (np.int32, np.int64, np.int64)))
-        small = [x for x in self.names if x != "alpha"]  # without weights to summarise, drive by a small array
-        driver = "alpha" if self.has_alpha or not small else small[0]
-        self.rows = RowReader(run, driver)
-        keep = run.n_tokens <= MAX_MEMORY_TOKENS
-        kept: dict[str, list[np.ndarray]] = {"token": [], "document": [], "position": []}
-        total = max(run.n_tokens, 1)
-        for part in map_chunks(run, driver, self._summarize, workers=workers or pass_workers()):
-            if keep:
-                for name in kept:
-                    kept[name].append(getattr(part, name))
-            self._fold(part)
-            self.progress(min(part.stop / total, 0.999))
-        if agg.cells is not None:
-            agg.cells.finish()
-        if not keep:
-            return agg, Kept()
-        return agg, Kept(*(np.concatenate(kept[x]) for x in ("token", "document", "position")))
+    def partial(self, chunk) -> tuple[int, int, AlphaSummary]:
+        m = len(chunk)
+        tok = None
+        if self.vocab and "token" in chunk:
+            tok = np.clip(chunk["token"].astype(np.int64), 0, self.vocab - 1)
+        docs = chunk["document"] if "document" in chunk else np.full(m, -1)
+        where = f"{self.run.path} tokens {chunk.start}..{chunk.stop}"
+        return chunk.start, chunk.stop, summarize_alpha(self.plan, chunk["alpha"], tok, docs, where=where)
 
-    def _start_alpha(self) -> None:
-        """Histogram range from the first chunk ([0, 1] widened for signed mixers), the per-chunk plan, totals."""
-        run, agg = self.run, self.agg
-        n, s = self.valid.shape
-        hist_range = (0.0, 1.0)
-        if run.n_tokens:
-            first = run.alpha.read_block(0)  # the reader's own NaN check names the file on a fault
-            compact = np.take(first.reshape(len(first), -1), self.cols, axis=1).astype(np.float32)  # [m, V]
-            hist_range = hist_range_of(compact, np.ones(len(self.cols), dtype=bool))
-        if self.vocab:
-            agg.token_sum = np.zeros((self.vocab, n * s))
-            agg.token_count = np.zeros(self.vocab, dtype=np.int64)
-        agg.cells = CellIndex.plan(n * s, run.n_tokens, run.chunk_tokens, self.vocab)
-        agg.cells.hist_range = hist_range
-        agg.top_source = np.zeros((n, s), dtype=np.int64)
-        self.plan = ChunkPlan.make(self.valid, run.alpha.dtype, hist_range, by_token=self.vocab is not None,
-                                   id_hist=agg.cells.id_hist is not None)
-
-    def _summarize(self, block: np.ndarray, start: int) -> ChunkPart:
-        """Worker thread: one chunk (block: the driving array's rows, in a buffer reused after return)."""
-        m = len(block)
-        stop = start + m
-        read = self.rows.read
-        token = read("token", start, stop) if "token" in self.run.arrays else np.full(m, -1, np.int32)
-        docs = read("document", start, stop) if "document" in self.run.arrays else np.full(m, -1)
-        pos = read("position", start, stop) if "position" in self.run.arrays else np.arange(m)
-        alpha = None
-        if self.plan is not None:
-            tok = np.clip(token.astype(np.int64), 0, self.vocab - 1) if self.vocab else None
-            alpha = summarize_alpha(self.plan, block, tok, docs, where=f"{self.run.path} tokens {start}..{stop}")
-        rms = {name: rms_part(read(name, start, stop)) for name in RMS_NAMES if name in self.run.arrays}
-        loss = (0.0, 0)
-        if "loss" in self.run.arrays:
-            x = read("loss", start, stop)
-            finite = np.isfinite(x)
-            loss = (float(x[finite].sum(dtype=np.float64)), int(finite.sum()))
-        return ChunkPart(start, stop, token, docs, pos, alpha, rms, loss)
-
-    def _fold(self, part: ChunkPart) -> None:
-        """Calling thread, chunk order: add one chunk's part to the aggregates."""
+    def merge(self, part: tuple[int, int, AlphaSummary]) -> None:
+        start, stop, a = part
         agg = self.agg
-        spans(agg, part.document, part.start)
-        if part.alpha is not None:
-            self._fold_alpha(part, part.alpha)
-        for name, (hist, total, count) in part.rms.items():
-            if name not in agg.rms_hist:
-                agg.rms_hist[name] = np.zeros_like(hist, dtype=np.int64)
-                agg.rms_sum[name] = np.zeros(len(total))
-                agg.rms_count[name] = np.zeros(len(count), dtype=np.int64)
-            agg.rms_hist[name] += hist
-            agg.rms_sum[name] += total
-            agg.rms_count[name] += count
-        agg.loss_sum += part.loss[0]
-        agg.loss_count += part.loss[1]
-
-    def _full(self, compact: np.ndarray) -> np.ndarray:
-        """[..., cells] float64 from [..., V] (zeros at invalid cells)."""
-        out = np.zeros((*compact.shape[:-1], self.valid.size))
-        out[..., self.cols] = compact
-        return out
-
-    def _fold_alpha(self, part: ChunkPart, a: AlphaSummary) -> None:
-        agg = self.agg
-        agg.chunk_starts.append(part.start)
-        agg.chunk_stops.append(part.stop)
+        agg.chunk_starts.append(start)
+        agg.chunk_stops.append(stop)
         agg.chunk_sum.append(self._full(a.total))
         agg.chunk_sumsq.append(self._full(a.sumsq))
         if agg.token_sum is not None:
@@ -258,8 +123,145 @@ class Pass:
                 agg.doc_count.append(0)
             agg.doc_sum[row][self.cols] += row_sum
             agg.doc_count[row] += count
-        agg.cells.fold(self.cols, a.id_counts, a.ids, a.id_tokens, a.top_value, a.top_offset, part.start, a.tokens)
+        agg.cells.fold(self.cols, a.id_counts, a.ids, a.id_tokens, a.top_value, a.top_offset, start, a.tokens)
         agg.top_source += a.top_source
+
+    def result(self) -> Aggregates:
+        self.agg.cells.finish()
+        return self.agg
+
+    def _full(self, compact: np.ndarray) -> np.ndarray:
+        """[..., cells] float64 from [..., V] (zeros at invalid cells)."""
+        out = np.zeros((*compact.shape[:-1], self.valid.size))
+        out[..., self.cols] = compact
+        return out
+
+
+class TokenIds(Reducer):
+    """Scan reducer: token / document / position ids (kept in memory up to MAX_MEMORY_TOKENS; a missing
+    array reads as -1, positions as the index within the chunk) and each document's span."""
+
+    def __init__(self, run: Run, agg: Aggregates):
+        self.agg = agg
+        self.arrays = tuple(x for x in ("token", "document", "position") if x in run.arrays)
+        self.keep = run.n_tokens <= MAX_MEMORY_TOKENS
+        self.kept: dict[str, list[np.ndarray]] = {"token": [], "document": [], "position": []}
+
+    def partial(self, chunk) -> tuple[int, dict[str, np.ndarray]]:
+        m = len(chunk)
+        ids = {"token": chunk["token"] if "token" in chunk else np.full(m, -1, np.int32),
+               "document": chunk["document"] if "document" in chunk else np.full(m, -1),
+               "position": chunk["position"] if "position" in chunk else np.arange(m)}
+        return chunk.start, ids
+
+    def merge(self, part: tuple[int, dict[str, np.ndarray]]) -> None:
+        start, ids = part
+        spans(self.agg, ids["document"], start)
+        if self.keep:
+            for name, values in ids.items():
+                self.kept[name].append(values)
+
+    def result(self) -> Kept:
+        if not self.keep:
+            return Kept()
+        kept = Kept(*(np.concatenate(self.kept[x]) for x in ("token", "document", "position")))
+        self.kept = {}  # the chunks' pieces are not held twice
+        return kept
+
+
+class LossSum(Reducer):
+    """Scan reducer: sum and count of the finite per-token losses."""
+
+    arrays = ("loss",)
+
+    def __init__(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def partial(self, chunk) -> tuple[float, int]:
+        x = chunk["loss"]
+        finite = np.isfinite(x)
+        return float(x[finite].sum(dtype=np.float64)), int(finite.sum())
+
+    def merge(self, part: tuple[float, int]) -> None:
+        self.total += part[0]
+        self.count += part[1]
+
+    def result(self) -> tuple[float, int]:
+        return self.total, self.count
+
+
+class Pass:
+    """One aggregation pass over `run` (call `run_pass()`); `progress(fraction)` after each chunk."""
+
+    def __init__(self, run: Run, valid: np.ndarray, has_alpha: bool, progress: Callable[[float], None]):
+        self.run = run
+        self.valid = valid  # [slots, sources]
+        self.has_alpha = has_alpha
+        self.progress = progress
+        n, s = valid.shape
+        self.names = [x for x in ("alpha", "token", "document", "position", "loss") + RMS_NAMES if x in run.arrays]
+        self.agg = Aggregates(n_slots=n, max_sources=s, n_tokens=run.n_tokens)
+        self.vocab = vocab_of(run)
+        self.results = None
+
+    def reducers(self) -> dict[str, Reducer]:
+        """The serving reducers of this run (a scan may hold others besides)."""
+        run = self.run
+        out: dict[str, Reducer] = {"ids": TokenIds(run, self.agg)}
+        if self.has_alpha:
+            out["alpha"] = ServingIndex(run, self.agg, self._start_alpha(), self.vocab, self.valid)
+        for name in RMS_NAMES:
+            if name in run.arrays:
+                out[name] = MomentsReducer(name, self.agg.n_slots, DASHBOARD_BINS)
+        if "loss" in run.arrays:
+            out["loss"] = LossSum()
+        return out
+
+    def run_pass(self, workers: int | None = None, extra: dict[str, Reducer] | None = None
+                 ) -> tuple[Aggregates, Kept]:
+        """The one scan: the serving reducers and `extra` ones (e.g. analyses' routing statistics, whose
+        results, or errors, are left in self.results)."""
+        run, agg = self.run, self.agg
+        reducers = {**self.reducers(), **(extra or {})}
+        if not self.names or run.n_tokens == 0:
+            return agg, Kept(*(np.zeros(0, t) for t in (np.int32, np.int64, np.int64)))
+        self.results = scan(run, reducers, workers=workers or pass_workers(), progress=self.fold_progress)
+        self.collect(self.results, exclude=set(extra or ()))
+        return agg, self.results["ids"]  # (ScanResults keeps each result once asked: `ids` is not rebuilt)
+
+    def fold_progress(self, fraction: float) -> None:
+        self.progress(min(fraction, 0.999))
+
+    def collect(self, results, exclude: set[str] = frozenset()) -> None:
+        """Take the serving reducers' results into the Aggregates (each raises its error if it failed)."""
+        agg = self.agg
+        for name in results:
+            if name in exclude:
+                continue
+            value = results[name]
+            if name in RMS_NAMES:
+                agg.rms[name] = value
+            elif name == "loss":
+                agg.loss_sum, agg.loss_count = value
+
+    def _start_alpha(self) -> ChunkPlan:
+        """Histogram range from the first chunk ([0, 1] widened for signed mixers), the per-chunk plan, totals."""
+        run, agg = self.run, self.agg
+        n, s = self.valid.shape
+        cols = np.flatnonzero(self.valid.reshape(-1))
+        hist_range = (0.0, 1.0)
+        if run.n_tokens:
+            first = run.alpha.read_block(0)  # the reader's own NaN check names the file on a fault
+            compact = np.take(first.reshape(len(first), -1), cols, axis=1).astype(np.float32)  # [m, V]
+            hist_range = hist_range_of(compact, np.ones(len(cols), dtype=bool))
+        if self.vocab:
+            agg.token_sum = np.zeros((self.vocab, n * s))
+            agg.token_count = np.zeros(self.vocab, dtype=np.int64)
+        agg.cells = CellIndex.plan(n * s, run.n_tokens, run.chunk_tokens, self.vocab)
+        agg.cells.hist_range = hist_range
+        agg.top_source = np.zeros((n, s), dtype=np.int64)
+        return ChunkPlan.make(self.valid, run.alpha.dtype, hist_range, by_token=self.vocab is not None,
+                              id_hist=agg.cells.id_hist is not None)
 
 
 def spans(agg: Aggregates, docs: np.ndarray, start: int) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from depthscope.analyses.errors import NaNWeightError
+from depthscope.analyses import NaNWeightError
 
 from .cell_index import _SAMPLE_ROWS as SAMPLE_ROWS
 from .cell_index import CELL_BINS, TOP_K, bin_of, chunk_top

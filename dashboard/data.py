@@ -1,19 +1,17 @@
-"""Dashboard-side data: what the app aggregates over a run so that every callback answers quickly.
+"""Dashboard-side data: what the app keeps of a run so that every callback answers quickly: queries and views
+over serving aggregates, no statistic of its own (the statistics are depthscope.analyses' public names).
 
-This module holds NO research statistic of its own (those live in depthscope.analyses). It holds the
-dashboard's *serving* aggregates:
-
-- one streaming pass over a run's chunks (aggregate.py; in a background thread for large runs, its chunks
-  decoded and summarised on worker threads) keeps per-chunk, per-document
-  and per-token-id partial sums of the depth-attention weights alpha [tokens, slots, sources], per-chunk
-  per-cell histograms and top tokens (cell_index.py; answered by cell_query.py), per-slot log-RMS histograms
-  (percentile bands), and top-source counts;
+- one scan of the run (depthscope.analyses.scan; aggregate.py's reducers, in a background thread for large
+  runs, its chunks decoded once on worker threads) keeps per-chunk, per-document and per-token-id partial
+  sums of the depth-attention weights alpha [tokens, slots, sources], per-chunk per-cell histograms and top
+  tokens (cell_index.py; answered by cell_query.py), the RMS moments and log histograms of analyses
+  (percentile bands), top-source counts, and analyses' routing statistics at the default window;
 - filtered token-averaged weight matrices (token range / document / token-text regular expression) are
   answered from those partial sums exactly where they can be, and otherwise from a bounded read of the run
   (exact when the selected span is small, else an even sample of chunks, flagged `sampled` and said in the UI);
   the chunks such a read decodes are kept in a small LRU (chunk_cache.py) shared by the view's callbacks;
-- windows of per-token statistics for the Tokens page (computed by depthscope.analyses' routing kernel on
-  the window only).
+- windows of per-token statistics for the Tokens page come from analyses' routing kernel (token_stats), on
+  the window only; token labels from the run's own vocabulary (Run.token_labels).
 
 Shapes: alpha chunks are [tokens, slots, sources]; flattened cells are [tokens, slots * sources].
 Nothing here writes into a run.
@@ -28,10 +26,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from depthscope.analyses import AnalysisError, RoutingAccumulator, routing_kernel, token_stats
+from depthscope.models.vocabulary import SHOWN_TOKEN_STATISTICS
 from depthscope.probe import Run, RunError
-from depthscope.probe.reader import token_label  # noqa: F401 - a byte-level run's labels (the reader defines them)
 
-from .aggregate import RMS_BINS, RMS_HI, RMS_LO, RMS_NAMES, Aggregates, Pass
+from .aggregate import RMS_NAMES, Aggregates, Pass
 from .cell_index import CELL_BINS, hist_of
 from .cell_query import Seen, overlapping, range_counts, read_span, top_tokens
 from .chunk_cache import ChunkCache
@@ -39,7 +38,7 @@ from .token_match import PatternError, compile_pattern, match_table, matches
 
 READ_BUDGET = 8_192  # most tokens a filtered query reads from disk per callback (else: sampled)
 WINDOW_MAX = 4096  # longest token window of the Tokens page
-TOKEN_STATS = ("long_range", "embedding", "norm_entropy", "locality", "eff_sources")  # analyses' per-token names
+TOKEN_STATS = SHOWN_TOKEN_STATISTICS  # the per-token statistics the token views offer, in order
 
 
 def column_labels(source_labels: list[list[str]]) -> list[str]:
@@ -150,10 +149,32 @@ class RunData:
         def progress(fraction: float) -> None:
             self.progress = fraction
 
-        agg, kept = Pass(self.run, self.valid, self.has_alpha, progress).run_pass()
+        extra = {}
+        if self.has_alpha:  # analyses' routing statistics (default window) from the same scan
+            try:
+                extra["routing"] = RoutingAccumulator.of_run(self.run)
+            except (AnalysisError, ValueError) as err:
+                self._routing_error = err
+        one = Pass(self.run, self.valid, self.has_alpha, progress)
+        agg, kept = one.run_pass(extra=extra)
+        if "routing" in extra:  # the statistics kept, or the error they raised (the reducer is let go)
+            try:
+                self._routing = one.results["routing"]
+            except (AnalysisError, RunError, ValueError) as err:
+                self._routing_error = err
         self.token_ids, self.doc_ids, self.positions = kept.token, kept.document, kept.position
         agg.seconds = time.perf_counter() - started
         return agg
+
+    def routing_stats(self):
+        """depthscope.analyses' routing statistics of the run at the default window, taken in the aggregation
+        scan (raises what that computation raised)."""
+        self.require()
+        if "_routing_error" in self.__dict__:
+            raise self._routing_error
+        if "_routing" not in self.__dict__:
+            raise FilterError(f"{self.run.path}: no depth-attention weights to take routing statistics of")
+        return self._routing
 
     def ids(self, name: str, start: int, stop: int) -> np.ndarray:
         """token / document / position of tokens [start, stop) (from memory when the pass kept them)."""
@@ -416,49 +437,27 @@ class RunData:
     # ------------------------------------------------------------------------------------------- signal
 
     def rms_profile(self, name: str, percentiles=(5, 25, 50, 75, 95)) -> pd.DataFrame:
-        """Per slot: mean and percentiles over tokens of one RMS quantity (percentiles from 0.01-dex bins)."""
+        """Per slot: mean and percentiles over tokens of one RMS quantity (depthscope.analyses' Moments)."""
         agg = self.require()
         run = self.run
-        if name not in agg.rms_hist:
+        if name not in agg.rms:
             return pd.DataFrame(columns=["slot", "sublayer", "label", "quantity", "mean", "count",
                                          *[f"p{p}" for p in percentiles]])
-        hist = agg.rms_hist[name]
-        cum = np.cumsum(hist, axis=1)
-        rows = {"slot": np.arange(self.n_slots), "sublayer": run.sublayers, "label": run.sublayer_labels,
-                "quantity": name, "mean": agg.rms_sum[name] / np.maximum(agg.rms_count[name], 1),
-                "count": agg.rms_count[name]}
-        width = (RMS_HI - RMS_LO) / RMS_BINS
+        moments = agg.rms[name]
+        frame = pd.DataFrame({"slot": np.arange(self.n_slots), "sublayer": run.sublayers, "label": run.sublayer_labels,
+                              "quantity": name, "mean": moments.mean, "count": moments.count.astype(np.int64)})
         for p in percentiles:
-            values = []
-            for i in range(self.n_slots):
-                total = cum[i, -1]
-                if total == 0:
-                    values.append(np.nan)
-                    continue
-                target = p / 100 * total
-                b = int(np.searchsorted(cum[i], target))
-                b = min(b, RMS_BINS - 1)
-                prev = cum[i, b - 1] if b else 0
-                frac = (target - prev) / max(hist[i, b], 1)
-                values.append(10 ** (RMS_LO + (b + frac) * width))
-            rows[f"p{p}"] = values
-        frame = pd.DataFrame(rows)
-        frame.loc[frame["count"] == 0, "mean"] = np.nan
+            frame[f"p{p}"] = moments.percentile(p)
         return frame
 
     # ------------------------------------------------------------------------------------------- tokens
 
     def _kernel(self, k: float | None):
-        """analyses' per-token routing kernel for this run (shares, locality, long-range, entropy, ...)."""
-        from depthscope.analyses.routing import RoutingKernel, is_signed
-        from depthscope.analyses.sources import run_geometry
-
-        key = ("kernel", k)
-        cached = getattr(self, "_kernels", {}).get(key)
-        if cached is None:
-            cached = RoutingKernel(run_geometry(self.run), k, is_signed(self.run), str(self.run.path))
-            self.__dict__.setdefault("_kernels", {})[key] = cached
-        return cached
+        """The run's routing kernel (depthscope.analyses), kept per window k."""
+        kernels = self.__dict__.setdefault("_kernels", {})
+        if k not in kernels:
+            kernels[k] = routing_kernel(self.run, k)
+        return kernels[k]
 
     def _token_stats(self, start: int, stop: int, k: float | None) -> dict[str, np.ndarray]:
         """Per-token statistics [tokens, slots] of [start, stop), computed by depthscope.analyses; the last few
@@ -472,19 +471,8 @@ class RunData:
         return recent[key]
 
     def _compute_token_stats(self, start: int, stop: int, k: float | None) -> dict[str, np.ndarray]:
-        kern = self._kernel(k)
-        alpha = self.run.alpha.read(start, stop)  # [tokens, slots, sources]
-        if hasattr(kern, "prepare"):  # analyses' kernel API (it is still settling): magnitudes, then stats
-            stats = kern.token_stats(kern.prepare(alpha), start)
-        else:
-            stats = kern.token_stats(kern.shares(alpha, start)[0])
-        routed = kern.routed.numpy()
-        out = {}
-        for name in TOKEN_STATS:
-            v = stats[name].numpy().astype(np.float64)
-            v[:, ~routed] = np.nan
-            out[name] = v
-        return out
+        stats = token_stats(self.run, start, stop, k, kernel=self._kernel(k))
+        return {name: stats[name] for name in TOKEN_STATS}
 
     def stat_kinds(self, start: int, stop: int, slot: int, k: float | None = None) -> dict[str, str]:
         """Per statistic of TOKEN_STATS over tokens [start, stop) at `slot`: "varies" (differs between tokens),
@@ -604,15 +592,3 @@ def difference_frame(a: pd.DataFrame, b: pd.DataFrame, value: str = "mean") -> p
     merged[value] = merged[value] - merged[value + "_b"]
     merged["std"] = np.nan
     return merged.drop(columns=[value + "_b"])
-
-
-def grad_profile(run: Run) -> pd.DataFrame:
-    """Per sublayer: mean and 25th / 75th percentile over steps of the parameter-gradient norm
-    (label, sublayer, mean, lo, hi, steps). Empty when the run recorded none."""
-    g = run.grad_norms if run.layout.grads else pd.DataFrame()
-    if g is None or len(g) == 0:
-        return pd.DataFrame(columns=["sublayer", "label", "mean", "lo", "hi", "steps"])
-    per = g.groupby(["sublayer", "label"], sort=True)["grad_norm"]
-    frame = pd.DataFrame({"mean": per.mean(), "lo": per.quantile(0.25), "hi": per.quantile(0.75),
-                          "steps": per.count()}).reset_index()
-    return frame.sort_values("sublayer").reset_index(drop=True)

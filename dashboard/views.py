@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from depthscope.analyses.gradients import uniformity
+from depthscope.analyses import param_grad_profile, uniformity
 from depthscope.probe import RunError
 
 from . import figures as F
-from .data import RMS_NAMES, TOKEN_STATS, Filter, FilterError, difference_frame, grad_profile
+from .data import RMS_NAMES, TOKEN_STATS, Filter, FilterError, difference_frame
 from .params import ParamError, parse
 from .runs import Catalogue
 
@@ -242,7 +242,7 @@ def gradients(cat: Catalogue, params: Params) -> go.Figure:
             frame = pd.DataFrame({"label": prof.get("label", []), "mean": prof.get("p50", prof.get("mean", [])),
                                   "lo": prof.get("p25"), "hi": prof.get("p75")}) if len(prof) else prof
         else:
-            frame = cat.analysis(run_id, ("gradient profile",), lambda: grad_profile(data.run))
+            frame = cat.analysis(run_id, ("gradient profile",), lambda: param_grad_profile(data.run))
         frames[run_id] = frame
         if len(frame):
             uniformity[run_id] = grad_uniformity(frame)
@@ -260,7 +260,7 @@ def grad_steps(cat: Catalogue, params: Params) -> go.Figure:
         for info in infos:
             try:
                 run = cat.open(info.id)
-                prof = cat.analysis(info.id, ("gradient profile",), lambda: grad_profile(run))
+                prof = cat.analysis(info.id, ("gradient profile",), lambda: param_grad_profile(run))
             except RunError:
                 continue
             u = grad_uniformity(prof) if len(prof) else {}
@@ -274,13 +274,17 @@ def grad_steps(cat: Catalogue, params: Params) -> go.Figure:
 
 def routing_stats(cat: Catalogue, params: Params, run_key: str = "run"):
     """depthscope.analyses.routing.routing_stats of a run, cached (background for large runs)."""
-    from depthscope.analyses.routing import routing_stats as compute
+    from depthscope.analyses import routing_stats as compute
 
     run_id = need_run(params, run_key)
     k = parse(params, "k")
     run = cat.open(run_id)
     if "alpha" not in run.arrays:
         raise FilterError(f"{run_id} recorded no depth-attention weights")
+    if k is None:  # the default window: taken in the run's aggregation scan
+        data = cat.ready_data(run_id)
+        if hasattr(data, "routing_stats"):
+            return data.routing_stats()
     return cat.analysis(run_id, ("routing statistics", k), lambda: compute(run, k=k))
 
 

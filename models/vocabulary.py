@@ -283,3 +283,9 @@ def token_labels(ids: Sequence[int], vocabulary: Sequence[str] | None = None, by
 
 # ------------------------------------------------------------------------------------------------------- statistics
 # (the names of the routing statistics, per (token, sublayer) and aggregated)
+# Per (token, sublayer) routing statistics (definitions: depthscope.analyses.routing), in the order tables list
+# them; the aggregate tables report their means over tokens under the same names.
+TOKEN_STATISTICS = ("locality", "long_range", "embedding", "entropy", "norm_entropy", "eff_sources")
+# The ones the dashboard's token views offer, in the order offered (its default: the first that varies);
+# entropy is offered as its normalised form.
+SHOWN_TOKEN_STATISTICS = ("long_range", "embedding", "norm_entropy", "locality", "eff_sources")

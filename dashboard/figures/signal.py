@@ -2,7 +2,6 @@
 tokens, and the ratio to a baseline run."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots

@@ -1,6 +1,6 @@
 """analyze's one pass over alpha: per-group routing sums from the chunk kernel (routing_groups.py), the
 mixing matrix from the routing pass's mean weights, and the shared-draw bootstrap (bootstrap.py), each
-against the straightforward computation (per-token RoutingKernel statistics summed per group; mean_weights;
+against the straightforward computation (float64 per-token statistics summed per group; mean_weights;
 scipy.stats.bootstrap with a lambda over resampled groups)."""
 from __future__ import annotations
 
@@ -10,37 +10,37 @@ import numpy as np
 import pytest
 import torch
 
-from depthscope.analyses import stream
+from depthscope.analyses import scanner
 from depthscope.analyses.analyze import analyze
 from depthscope.analyses.compare import (
     GROUP_FEATURES, compare, compare_table, estimate, grouped_sums, statistics,
 )
 from depthscope.analyses.groups import group_index
 from depthscope.analyses.mixing import mixing_from_run
-from depthscope.analyses.routing import RoutingKernel, is_signed, routing_stats
+from depthscope.analyses.routing import is_signed, routing_stats
 from depthscope.analyses.routing_chunk import ChunkKernel
-from depthscope.analyses.runs import MemoryRun, iter_chunks, run_name
+from depthscope.analyses.runs import MemoryRun, iter_chunks
 from depthscope.analyses.sources import run_geometry
 
 from test_routing import write_run
-from test_routing_chunk import BLOCK, DENSE, FULL, HYPER, weights
+from test_routing_chunk import BLOCK, DENSE, FULL, HYPER, token_reference, weights
 
 torch.set_num_threads(1)
 
 
 def plain_group_sums(run, unit: str, block_tokens: int = 256, chunk_tokens: int | None = None):
     """The straightforward per-group routing sums [groups, features * slots] and group numbers: per-token
-    statistics of RoutingKernel, NaN as 0, summed per group; groups numbered as a chunked pass meets them
-    (first chunk, then id within it)."""
-    kernel = RoutingKernel(run_geometry(run), None, is_signed(run), run_name(run))
+    statistics in float64 (token_reference), NaN as 0, summed per group; groups numbered as a chunked pass
+    meets them (first chunk, then id within it)."""
+    geo = run_geometry(run)
     index: dict[int, int] = {}
     rows, values = [], []
     names = ["document", "alpha"] if unit == "documents" else ["alpha"]
     for chunk in iter_chunks(run, names, chunk_tokens):
-        stats = kernel.token_stats(kernel.prepare(chunk["alpha"]), chunk.start)
-        feats = [torch.nan_to_num(stats[f].double(), nan=0.0) for f in GROUP_FEATURES[:-1]]
-        feats.append((~torch.isnan(stats["norm_entropy"])).double())
-        values.append(torch.cat(feats, 1).numpy())  # [T, features * slots]
+        stats = token_reference(np.asarray(chunk["alpha"]), geo, None, is_signed(run))
+        feats = [np.nan_to_num(stats[f].astype(np.float64), nan=0.0) for f in GROUP_FEATURES[:-1]]
+        feats.append((~np.isnan(stats["norm_entropy"])).astype(np.float64))
+        values.append(np.concatenate(feats, 1))  # [T, features * slots]
         ids = (np.asarray(chunk["document"]) if unit == "documents" else
                np.arange(chunk.start, chunk.stop) // (block_tokens if unit == "blocks" else 1))
         for g in np.unique(ids).tolist():
@@ -91,7 +91,7 @@ def test_kernel_blocks_within_one_group_and_across_groups(block_tokens):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_stored_run_one_pass_matches(tmp_path, monkeypatch, workers):
-    monkeypatch.setattr(stream, "default_workers", lambda: workers)
+    monkeypatch.setattr(scanner, "default_workers", lambda: workers)
     alpha = weights(FULL, 100, seed=5)
     path = write_run(tmp_path / "run", alpha.astype(np.float32), chunk=16, document=np.arange(100) // 4)
     from depthscope.probe import open_run

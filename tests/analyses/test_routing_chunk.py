@@ -1,5 +1,5 @@
 """The one-pass chunk kernel behind routing_stats (routing_chunk.py) and its parallel stored-chunk road
-(stream.py, probe LazyArray.read_block) against a plain float64 numpy computation of the definitions."""
+(scanner.py, probe LazyArray.read_block) against a plain float64 numpy computation of the definitions."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from depthscope.analyses import AnalysisError
-from depthscope.analyses import stream
+from depthscope.analyses import scanner
 from depthscope.analyses.routing import routing_stats
 from depthscope.analyses.runs import MemoryRun
 from depthscope.analyses.sources import geometry
@@ -49,13 +49,45 @@ def weights(labels, tokens: int, seed: int, signed: bool = False, dtype=np.float
     return a.astype(dtype)
 
 
+def token_reference(alpha: np.ndarray, geo, k: float | None, signed: bool) -> dict[str, np.ndarray]:
+    """The per-token statistics of routing.py's docstring in float64: name -> [T, n] (NaN at positions without
+    sources and where undefined); "top" [T, n] the top source's column (-1 without sources)."""
+    k = geo.default_k() if k is None else k
+    x = alpha.astype(np.float32).astype(np.float64)  # the kernel works on float32 values
+    t, n, s = x.shape
+    out = {name: np.full((t, n), np.nan) for name in ("locality", "long_range", "embedding", "entropy",
+                                                      "norm_entropy", "eff_sources", "top_distance")}
+    out["top"] = np.full((t, n), -1)
+    out["jump"] = np.zeros((t, n), dtype=bool)
+    out["top_embedding"] = np.zeros((t, n), dtype=bool)
+    for i in np.nonzero(geo.routed)[0]:
+        m = geo.n_sources[i]
+        a = np.abs(x[:, i, :m]) if signed else x[:, i, :m]
+        p = a / a.sum(1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = -np.where(p > 0, p * np.log(p), 0.0).sum(1)
+        out["entropy"][:, i], out["eff_sources"][:, i] = h, np.exp(h)
+        out["norm_entropy"][:, i] = h / math.log(m) if m > 1 else np.nan
+        out["embedding"][:, i] = (p * geo.is_embedding[i, :m]).sum(1)
+        best = a.max(1, keepdims=True)
+        top = np.where(a[:, -1] == best[:, 0], m - 1, (a == best).argmax(1))  # the most recent, else the oldest
+        out["top"][:, i] = top
+        out["top_embedding"][:, i] = geo.is_embedding[i, top]
+        if geo.has_distance:
+            out["locality"][:, i] = (p * geo.nearest[i, :m]).sum(1)
+            out["long_range"][:, i] = (p * geo.long_range(k)[i, :m]).sum(1)
+            out["jump"][:, i] = geo.long_range(k)[i, top]
+            out["top_distance"][:, i] = np.where(geo.is_embedding[i, top], np.nan, geo.distance[i, top])
+    return out
+
+
 def reference(alpha: np.ndarray, labels, k: float | None, signed: bool) -> dict[str, np.ndarray]:
-    """The statistics of routing.py's docstring, token by token in float64 (one row per position with
+    """The statistics of routing.py's docstring from the per-token reference (one row per position with
     sources): per sublayer [n] and per (sublayer, source) [n, S] means."""
     geo = geometry(labels, list(range(1, len(labels) + 1)), [f"s{i}" for i in range(len(labels))],
                    alpha.shape[2])
-    k = geo.default_k() if k is None else k
-    x = alpha.astype(np.float32).astype(np.float64)  # the kernel works on float32 values
+    tok = token_reference(alpha, geo, k, signed)
+    x = alpha.astype(np.float32).astype(np.float64)
     t, n, s = x.shape
     out = {name: np.full(n, np.nan) for name in ("locality", "long_range", "embedding", "entropy", "norm_entropy",
                                                  "eff_sources", "jump_rate", "top_embedding_rate")}
@@ -65,22 +97,15 @@ def reference(alpha: np.ndarray, labels, k: float | None, signed: bool) -> dict[
         raw = x[:, i, :m]
         a = np.abs(raw) if signed else raw
         p = a / a.sum(1, keepdims=True)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            h = -np.where(p > 0, p * np.log(p), 0.0).sum(1)
-        out["entropy"][i], out["eff_sources"][i] = h.mean(), np.exp(h).mean()
-        out["norm_entropy"][i] = h.mean() / math.log(m) if m > 1 else np.nan
-        out["embedding"][i] = (p * geo.is_embedding[i, :m]).sum(1).mean()
-        best = a.max(1, keepdims=True)
-        top = np.where(a[:, -1] == best[:, 0], m - 1, (a == best).argmax(1))  # the most recent, else the oldest
-        out["top_embedding_rate"][i] = geo.is_embedding[i, top].mean()
+        for name in ("locality", "long_range", "embedding", "entropy", "norm_entropy", "eff_sources"):
+            out[name][i] = tok[name][:, i].mean()
+        out["top_embedding_rate"][i] = tok["top_embedding"][:, i].mean()
         if geo.has_distance:
-            out["locality"][i] = (p * geo.nearest[i, :m]).sum(1).mean()
-            out["long_range"][i] = (p * geo.long_range(k)[i, :m]).sum(1).mean()
-            out["jump_rate"][i] = geo.long_range(k)[i, top].mean()
+            out["jump_rate"][i] = tok["jump"][:, i].mean()
         out["mean_alpha"][i, :m] = raw.mean(0)
         out["mean_share"][i, :m] = p.mean(0)
         out["std_share"][i, :m] = p.std(0)
-        out["top_rate"][i, :m] = np.bincount(top, minlength=m) / t
+        out["top_rate"][i, :m] = np.bincount(tok["top"][:, i], minlength=m) / t
     return out
 
 
@@ -100,7 +125,7 @@ def check(result, alpha, labels, k=None, signed=False, atol=2e-6):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_stored_chunks_in_parallel_match_the_definitions(tmp_path, monkeypatch, workers):
-    monkeypatch.setattr(stream, "default_workers", lambda: workers)
+    monkeypatch.setattr(scanner, "default_workers", lambda: workers)
     alpha = weights(FULL, 100, seed=0)  # 6 full chunks of 16 tokens and a short one
     path = write_run(tmp_path / "run", alpha.astype(np.float32), chunk=16)
     fast = routing_stats(path)  # stored chunks, decoded straight from the files
@@ -141,7 +166,7 @@ def test_read_block_decodes_into_a_reused_buffer_and_agrees_with_zarr(tmp_path):
 
 
 def test_faults_in_stored_chunks_name_the_chunk_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(stream, "default_workers", lambda: 2)
+    monkeypatch.setattr(scanner, "default_workers", lambda: 2)
     alpha = weights(FULL, 64, seed=3).astype(np.float32)
     alpha[37, 5, 2] = np.nan  # a valid source of sublayer 6, in the third chunk
     path = write_run(tmp_path / "nan", alpha, chunk=16)
@@ -167,7 +192,7 @@ def test_shards_read_as_one_run_on_the_stored_chunk_road(tmp_path, monkeypatch):
     from depthscope.probe.batch import BatchRecord
     from depthscope.probe.layout import Layout, default_label
 
-    monkeypatch.setattr(stream, "default_workers", lambda: 2)
+    monkeypatch.setattr(scanner, "default_workers", lambda: 2)
     alpha = weights(FULL, 65, seed=5)
     label = default_label(L)
     layout = Layout(sublayers=list(range(1, L + 1)), sublayer_labels=[label(l) for l in range(1, L + 1)],
@@ -185,3 +210,36 @@ def test_shards_read_as_one_run_on_the_stored_chunk_road(tmp_path, monkeypatch):
     run = open_run(tmp_path / "run")
     assert run.shard_tokens == [40, 25] and run.arrays["alpha"].blocks()[2:4] == [(32, 40), (40, 56)]
     check(routing_stats(run), alpha, FULL)
+
+
+@pytest.mark.parametrize("labels, kind, signed", [(FULL, "full_attnres", False), (BLOCK, "block_attnres", False),
+                                                  (DENSE, "denseformer", True), (HYPER, "hyper", True)])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_per_token_values_come_from_the_kernel_that_sums_them(labels, kind, signed, dtype):
+    """The per-token tables (token_stats) against the float64 definitions, and summed over tokens they are the
+    aggregate sums of the same kernel: one definition of each statistic."""
+    from depthscope.analyses import routing_kernel
+    from depthscope.models.vocabulary import TOKEN_STATISTICS
+
+    alpha = weights(labels, 1500, seed=3, signed=signed, dtype=dtype)
+    alpha[np.nansum(np.abs(alpha), -1) == 0] = 1  # float16 can round a row to all zeros: no shares there
+    run = MemoryRun(alpha=alpha, source_labels=labels, kind=kind)
+    kernel = routing_kernel(run)
+    got = kernel.token_stats(alpha, 0)
+    expect = token_reference(alpha, kernel.geo, None, signed)
+    for name in (*TOKEN_STATISTICS, "top_distance"):
+        assert np.allclose(got[name], expect[name], atol=2e-6, equal_nan=True), name
+    for name in ("top", "jump", "top_embedding"):
+        assert np.array_equal(got[name], expect[name]), name
+    sums = kernel.sums(alpha)
+    rows = kernel.geo.routed
+    for i, name in enumerate(TOKEN_STATISTICS):
+        column = got[name][:, rows]
+        defined = ~np.isnan(column).all(0)
+        assert np.allclose(sums.stats[i, rows][defined], column[:, defined].sum(0), rtol=1e-5), name
+        assert np.array_equal(sums.counts[i, rows] > 0, defined), name
+    top = np.zeros_like(sums.top)
+    for i in np.nonzero(rows)[0]:
+        top[i] = np.bincount(got["top"][:, i], minlength=top.shape[1])
+    assert np.array_equal(sums.top, top)
+    assert np.array_equal(sums.jump[rows], got["jump"][:, rows].sum(0))

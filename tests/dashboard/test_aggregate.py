@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from depthscope.analyses import DASHBOARD_BINS
 from depthscope.analyses.errors import NaNWeightError
 from depthscope.dashboard import aggregate as A
 from depthscope.dashboard.cell_index import CELL_BINS, TOP_K, bin_of, chunk_top, hist_range_of
@@ -87,9 +88,9 @@ def reference(run) -> dict:
         if name in run.arrays:
             x = run.arrays[name][:]
             ok = np.isfinite(x) & (x > 0)
-            b = np.clip(((np.log10(np.where(ok, x, 1.0)) - A.RMS_LO) / (A.RMS_HI - A.RMS_LO) * A.RMS_BINS)
-                        .astype(np.int64), 0, A.RMS_BINS - 1)
-            out["rms_" + name] = (np.stack([np.bincount(b[ok[:, i], i], minlength=A.RMS_BINS) for i in range(n)]),
+            lo, hi, bins = DASHBOARD_BINS.lo, DASHBOARD_BINS.hi, DASHBOARD_BINS.bins
+            b = np.clip(((np.log10(np.where(ok, x, 1.0)) - lo) / (hi - lo) * bins).astype(np.int64), 0, bins - 1)
+            out["rms_" + name] = (np.stack([np.bincount(b[ok[:, i], i], minlength=bins) for i in range(n)]),
                                   np.where(ok, x, 0).sum(0, dtype=np.float64), ok.sum(0))
     return out
 
@@ -129,8 +130,8 @@ def check_against_reference(d: RunData) -> None:
     for name in A.RMS_NAMES:
         if "rms_" + name in ref:
             hist, total, count = ref["rms_" + name]
-            assert np.array_equal(agg.rms_hist[name], hist)
-            assert np.allclose(agg.rms_sum[name], total) and np.array_equal(agg.rms_count[name], count)
+            assert np.array_equal(agg.rms[name].hist, hist)
+            assert np.allclose(agg.rms[name].sum, total) and np.array_equal(agg.rms[name].count, count)
     assert np.array_equal(d.token_ids, run.token[:]) and np.array_equal(d.doc_ids, run.document[:])
 
 

@@ -61,9 +61,10 @@ def capture(out: Path) -> None:
 
 
 def _close(a, b, where: str, diffs: list[str]) -> None:
-    """Structural equality, numbers to float rounding."""
+    """Structural equality, numbers to float rounding (Plotly's binary arrays compared as the numbers they hold)."""
     if len(diffs) > 20:
         return
+    a, b = _typed_array(a), _typed_array(b)
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b)):
             if key not in a or key not in b:
@@ -82,6 +83,18 @@ def _close(a, b, where: str, diffs: list[str]) -> None:
             diffs.append(f"{where}: {a!r} before, {b!r} after")
     elif a != b:
         diffs.append(f"{where}: {str(a)[:120]!r} before, {str(b)[:120]!r} after")
+
+
+def _typed_array(value):
+    """A Plotly typed array ({"dtype", "bdata"[, "shape"]}, base64) as {"shape", "values"}; anything else as is."""
+    if not (isinstance(value, dict) and "bdata" in value and "dtype" in value):
+        return value
+    import base64
+
+    import numpy as np
+
+    values = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return {"shape": value.get("shape"), "values": values.astype(float).tolist()}
 
 
 def _number(value) -> bool:
