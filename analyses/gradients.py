@@ -21,7 +21,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import AnalysisError
-from .runs import as_run, run_name, sublayer_kinds
+from depthscope.models.vocabulary import ATTN, FINAL, MLP, sublayer_kinds
+
+from .runs import as_run, run_name
 from .signal import signal_profile
 
 
@@ -42,7 +44,7 @@ def param_grad_matrix(run, per_parameter: bool = False) -> pd.DataFrame:
     table = run.grad_norms
     if table.empty:
         raise AnalysisError(run_name(run), "no parameter-gradient norms in this run (record it with --grads)")
-    table = table[table["label"] != "final"].copy()
+    table = table[table["label"] != FINAL].copy()
     if per_parameter:
         table["grad_norm"] = table["grad_norm"] / np.sqrt(np.maximum(table["n_params"].astype(float), 1.0))
     return table.pivot_table(index="step", columns="sublayer", values="grad_norm", aggfunc="mean").sort_index(axis=1)
@@ -101,7 +103,7 @@ def gradient_uniformity(profile: pd.DataFrame) -> pd.DataFrame:
     for q in ("grad_rms", "param_grad_norm", "param_grad_rms"):
         if q not in body or body[q].isna().all():
             continue
-        for kind in ("all", "attn", "mlp"):
+        for kind in ("all", ATTN, MLP):
             sel = body if kind == "all" else body[body["kind"] == kind]
             rows.append({"quantity": q, "kind": kind, **uniformity(sel[q].to_numpy())})
     return pd.DataFrame(rows, columns=["quantity", "kind", "n", "cv", "max_min", "early_late"])

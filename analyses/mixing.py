@@ -32,12 +32,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from depthscope.models.config import sublayer_label
+from depthscope.models.vocabulary import (FINAL, PARTIAL, axis_label, block_number, kind_named, parse_source,
+                                         source_sublayer, sublayer_kinds, sublayer_label)
 
 from .errors import AnalysisError, NaNWeightError
 from .runs import as_run, model_config, model_kind, require, run_name
 from .scanner import Reducer, scan
-from .sources import _BLOCK, source_sublayer
 
 RANK_RTOL = 1e-3
 
@@ -94,10 +94,10 @@ class Mixing:
         # row r is consumer sublayer r + 1, which may draw on sources j <= r
         rows, cols = np.nonzero(np.tril(np.ones((L + 1, L + 1), dtype=bool)))
         norm = self.normalised
-        labels = [sublayer_label(r + 1) if r < L else "final" for r in rows]
+        labels = [axis_label(r + 1, L) for r in rows]
         frame = pd.DataFrame({
             "sublayer": rows + 1, "sublayer_label": labels,
-            "kind": ["final" if lab == "final" else ("attn" if lab.startswith("attn") else "mlp") for lab in labels],
+            "kind": sublayer_kinds(labels),
             "source": cols, "source_label": [sublayer_label(int(c)) for c in cols],
             "weight": self.matrix[rows, cols], "weight_normalised": norm[rows, cols],
         })
@@ -120,14 +120,14 @@ def mixing_from_weights(source_labels, sublayers, weights: np.ndarray, n_sublaye
     method defines them (DenseFormer rows in between averages)."""
     L = n_sublayers
     labels = [list(s) for s in source_labels]
-    flat = {s for row in labels for s in row}
+    families = {p.family for row in labels for p in map(parse_source, row) if p is not None}
     M = np.full((L + 1, L + 1), np.nan)
-    if any(s.startswith("stream") for s in flat):
+    if "stream" in families:
         raise AnalysisError("mixing", "Hyper-Connection mixing needs the per-token mix and post taps; use "
                                       "mixing_from_model(model, tokens)")
-    if any(s.startswith("layer") for s in flat):
+    if "layer" in families:
         return _denseformer(labels, sublayers, weights, L)
-    bounds = _bounds(config, L) if any(_BLOCK.match(s) or s == "partial" for s in flat) else None
+    bounds = _bounds(config, L) if families & {"block", "partial"} else None
     block_of = {}
     if bounds:
         for n, (a, b) in enumerate(bounds, start=1):
@@ -139,12 +139,12 @@ def mixing_from_weights(source_labels, sublayers, weights: np.ndarray, n_sublaye
         r = np.zeros(L + 1)
         for j, s in enumerate(row):
             w = float(weights[i, j])
-            m = _BLOCK.match(s)
-            if s == "partial":
+            m = block_number(s)
+            if s == PARTIAL:
                 first = block_of[l][1]
                 r[first:l] += w
-            elif m:
-                a, b = bounds[int(m.group(1)) - 1]
+            elif m is not None:
+                a, b = bounds[m - 1]
                 r[a: b + 1] += w
             else:
                 src = source_sublayer(s)
@@ -221,7 +221,7 @@ def mixing_from_run(run, chunk_tokens: int | None = None, weights: np.ndarray | 
     run = as_run(run)
     cfg = model_config(run)
     L = int(cfg["n_layers"]) * 2 if cfg else max(l for l, lab in zip(run.sublayers, run.sublayer_labels)
-                                                 if lab != "final")
+                                                 if lab != FINAL)
     if weights is None:
         weights = mean_weights(run, chunk_tokens)
     elif np.ndim(weights) != 2 or len(weights) != len(run.source_labels):
@@ -252,7 +252,7 @@ def mixing_from_model(model, tokens: torch.Tensor) -> Mixing:
     finally:
         for h in handles:
             h.remove()
-    if cfg.mixer == "hyper":
+    if not kind_named(cfg.mixer).weights_give_mixing:
         return _hyper(seen, L)
     subs = sorted(labels)
     width = max(len(v) for v in labels.values())

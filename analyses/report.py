@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from depthscope.models.vocabulary import ATTNRES, BASELINE, kind_of_model
+
 EMBEDDING_MIN = 0.05
 JUMP_MIN = 0.01
 
@@ -188,8 +190,8 @@ def summary_markdown(analysis) -> str:
 
     lines += ["## The paper's findings at this scale", ""]
     runs = [analysis] + ([base] if base else [])
-    residual = next((r for r in runs if r.kind == "residual"), None)
-    attnres = next((r for r in runs if r.kind in ("full_attnres", "block_attnres")), None)
+    residual = next((r for r in runs if kind_of_model({"kind": r.kind}).family == BASELINE), None)
+    attnres = next((r for r in runs if kind_of_model({"kind": r.kind}).family == ATTNRES), None)
     if residual is not None:
         lines.append(_claim_one(look, residual.name, CLAIMS["growth"]))
         lines.append(_claim_one(look, residual.name, CLAIMS["growth3"]))

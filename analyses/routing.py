@@ -39,16 +39,14 @@ import pandas as pd
 
 from .errors import AnalysisError
 from .groups import GroupIndex
-from depthscope.models.vocabulary import TOKEN_STATISTICS
+from depthscope.models.vocabulary import ATTN, FINAL, MLP, TOKEN_STATISTICS
 
 from .routing_chunk import ChunkKernel, RoutingSums
 from .routing_groups import GROUP_FEATURES
-from .runs import as_run, model_kind, require, run_name
+from .runs import as_run, mixer_kind, require, run_name
 from .sources import SourceGeometry, run_geometry
 from .scanner import Reducer, scan
 
-# Mixers whose recorded weights are non-negative (softmax, or the residual's ones): no |.| needed.
-NONNEGATIVE_KINDS = ("full_attnres", "block_attnres", "residual")
 SINK_MIN_MEAN = 0.1
 SINK_LIFT = 2.0
 SINK_MAX_CV = 0.5
@@ -195,7 +193,7 @@ class RoutingAccumulator(Reducer):
 
         cols = list(TOKEN_STATISTICS) + ["jump_rate", "top_embedding_rate", "off_usual_rate", "spread"]
         kinds = []
-        for kind in ("attn", "mlp", "final"):
+        for kind in (ATTN, MLP, FINAL):
             part = per[per["kind"] == kind]
             if len(part):
                 kinds.append({"kind": kind, "sublayers": len(part), **part[cols].mean(skipna=True).to_dict()})
@@ -210,7 +208,7 @@ class RoutingAccumulator(Reducer):
 
 def is_signed(run) -> bool:
     """Whether shares must use |alpha| (unknown or signed mixers)."""
-    return model_kind(run) not in NONNEGATIVE_KINDS
+    return not mixer_kind(run).nonnegative
 
 
 def routing_stats(run, k: float | None = None, chunk_tokens: int | None = None,

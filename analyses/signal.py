@@ -27,8 +27,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import AnalysisError
+from depthscope.models.vocabulary import ATTN, FINAL, MLP, PARTIAL, sublayer_kinds
+
 from .log_histogram import Moments, MomentsReducer
-from .runs import as_run, model_config, require, run_name, sublayer_kinds
+from .runs import as_run, mixer_kind, model_config, require, run_name
 from .scanner import scan
 
 QUANTITIES = ("input_rms", "output_rms", "residual_rms")
@@ -85,7 +87,7 @@ def signal_growth(profile: pd.DataFrame, statistic: str = "mean") -> pd.DataFram
     rows = []
     body = profile[profile["kind"].isin(["attn", "mlp"])]
     for q, part in body.groupby("quantity", sort=False):
-        for kind in ("all", "attn", "mlp"):
+        for kind in ("all", ATTN, MLP):
             sel = part if kind == "all" else part[part["kind"] == kind]
             sel = sel.sort_values("sublayer")
             rows.append({"quantity": q, "kind": kind, **growth_of(sel["sublayer"].to_numpy(), sel[statistic].to_numpy())})
@@ -107,15 +109,15 @@ def block_bounds_of(run) -> list[tuple[int, int]] | None:
     """(first, last) sublayer of every Block AttnRes block: from the model config, else from the source labels
     (a block's first sublayer is the one without a `partial` source)."""
     cfg = model_config(run)
-    if cfg and cfg.get("mixer") == "block_attnres":
+    if cfg and "n_blocks" in mixer_kind(run).options:
         from depthscope.models.config import ModelConfig
 
         return ModelConfig.from_dict(cfg).block_bounds
     labels = run.source_labels
-    if not any("partial" in s for s in labels):
+    if not any(PARTIAL in s for s in labels):
         return None
-    firsts = [l for l, s in zip(run.sublayers, labels) if s and "partial" not in s and l <= max(run.sublayers)]
-    body = [l for l, lab in zip(run.sublayers, run.sublayer_labels) if lab != "final"]
+    firsts = [l for l, s in zip(run.sublayers, labels) if s and PARTIAL not in s and l <= max(run.sublayers)]
+    body = [l for l, lab in zip(run.sublayers, run.sublayer_labels) if lab != FINAL]
     firsts = [f for f in firsts if f in body]
     return [(f, (firsts[i + 1] - 1) if i + 1 < len(firsts) else max(body)) for i, f in enumerate(firsts)]
 

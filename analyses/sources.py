@@ -30,7 +30,6 @@ from typing import Sequence
 
 import numpy as np
 
-from depthscope.models.vocabulary import BLOCK_LABEL as _BLOCK  # noqa: F401 - analyses.mixing's import, until it parses with the vocabulary
 from depthscope.models.vocabulary import EMBEDDING, PARTIAL, block_number, source_sublayer, sublayer_kinds, \
     unit_of_labels
 

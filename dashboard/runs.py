@@ -16,6 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from depthscope.models.vocabulary import BASELINE, kind_of_model
 from depthscope.probe import Run, RunError, open_run
 
 from .data import RunData, SummaryData
@@ -273,7 +274,7 @@ class Catalogue:
         m = run.manifest
         cfg = (run.model or {}).get("config") or {}
         info.kind = str((run.model or {}).get("kind", "?"))
-        if cfg.get("mixer") == "block_attnres":
+        if "n_blocks" in run.mixer_kind.options:
             info.kind += f" (N={cfg.get('n_blocks')})"
         if cfg.get("mhc"):
             info.kind += " (mHC)"
@@ -313,7 +314,7 @@ class Catalogue:
         run = next((i for i in infos if i.id == run_id), None)
         if run is None:
             return None
-        candidates = [i for i in infos if i.mixer == "residual" and i.shape == run.shape and i.id != run.id]
+        candidates = [i for i in infos if kind_of_model({"kind": i.mixer}).family == BASELINE and i.shape == run.shape and i.id != run.id]
         if not candidates:
             return None
         return min(candidates, key=lambda i: (i.corpus != run.corpus, i.intermediate, -i.tokens, i.id)).id
@@ -324,8 +325,7 @@ class Catalogue:
         infos = [i for i in (infos if infos is not None else self.list()) if i.ok]
         if not infos:
             return None
-        order = {"block_attnres": 0, "full_attnres": 1, "denseformer": 2, "hyper": 3, "residual": 4}
-        return min(infos, key=lambda i: (self.suggest_baseline(i.id, infos) is None, order.get(i.mixer, 5),
+        return min(infos, key=lambda i: (self.suggest_baseline(i.id, infos) is None, kind_of_model({"kind": i.mixer}).rank,
                                          i.intermediate, -i.tokens, i.id)).id
 
     def trainings(self) -> dict[str, list[RunInfo]]:

@@ -117,7 +117,8 @@ def token_stat(data, params: Params) -> str:
     if chosen:
         if kinds.get(chosen) == "undefined":
             kind = str((data.run.model or {}).get("kind", ""))
-            why = ("its sources are parallel residual streams, which have no depth distance" if kind == "hyper"
+            why = ("its sources are parallel residual streams, which have no depth distance"
+                   if data.run.mixer_kind.unit == "none"
                    else "it is NaN for every token here")
             usable = [F.style.STAT_NAMES.get(s, s) for s, v in kinds.items() if v != "undefined"]
             recorded = [F.style.STAT_NAMES.get(s, s) for s in RMS_NAMES if s in data.run.arrays]
