@@ -31,7 +31,7 @@ SUBLAYERS = list(range(2, 2 * N_LAYERS + 2))  # 2..33: 32 positions, the last is
 
 
 def labels_for(l: int) -> list[str]:
-    from depthscope.models.config import sublayer_label
+    from depthscope.models.vocabulary import sublayer_label
 
     return [sublayer_label(i) for i in range(l)]
 

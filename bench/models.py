@@ -154,7 +154,7 @@ def main() -> None:
     if args.memory:
         peaks = {name: peak_step_memory_mb(config_kwargs(name, args), args.batch, args.seq_len)
                  for name in ["residual", *names]}
-        print(f"\npeak resident memory of one training step, fresh process each (includes ~python+torch)")
+        print("\npeak resident memory of one training step, fresh process each (includes ~python+torch)")
         print(f"{'mixer':<26}{'peak MB':>10}{'x base':>8}")
         for name, peak in peaks.items():
             print(f"{name:<26}{peak:>10.0f}{peak / peaks['residual']:>8.2f}")

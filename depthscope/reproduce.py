@@ -322,8 +322,8 @@ def write_report(cfg: ReproduceConfig, losses: pd.DataFrame) -> Path:
         "",
         f"![Block AttnRes routing]({fig_paths['routing_block']})",
         "",
-        f"Block AttnRes trained on the synthetic recall task (`recall` corpus: the answer to `?key=` was given "
-        f"far earlier in the sequence):",
+        "Block AttnRes trained on the synthetic recall task (`recall` corpus: the answer to `?key=` was given "
+        "far earlier in the sequence):",
         "",
         f"![recall routing]({fig_paths['routing_recall']})",
         "",

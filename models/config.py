@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from .vocabulary import MIXERS, sublayer_label  # noqa: F401 - sublayer_label: re-exported for older imports
+from .vocabulary import MIXERS
 
 
 def option(default, help: str, **more):

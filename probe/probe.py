@@ -429,7 +429,6 @@ class Probe:
         if start >= seq:
             raise ProbeError(f"positions {layout.positions} lie beyond the sequence of {seq} tokens")
         width = stop - start
-        n_slots = layout.n_slots
 
         def per_token(value, default, dtype, name):
             if value is None:

@@ -198,7 +198,6 @@ class Summary:
         if self.layout is None:
             raise ProbeError("an empty summary has no tables")
         lay = self.layout
-        n, s = lay.n_slots, lay.max_sources
         valid = lay.valid
         slot, src = np.nonzero(valid)
         sub = np.asarray(lay.sublayers)[slot]

@@ -10,7 +10,7 @@ from depthscope.analyses.mixing import (
     effective_rank, mixing_from_model, mixing_from_run, mixing_from_weights, numerical_rank, row_normalise,
 )
 from depthscope.models import DepthTransformer, ModelConfig
-from depthscope.models.config import sublayer_label
+from depthscope.models.vocabulary import sublayer_label
 
 torch.set_num_threads(1)
 

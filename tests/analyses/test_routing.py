@@ -12,7 +12,7 @@ from depthscope.analyses.per_token import token_table, token_weights
 from depthscope.analyses.routing import routing_stats
 from depthscope.analyses.runs import MemoryRun
 from depthscope.analyses.sources import geometry
-from depthscope.models.config import sublayer_label
+from depthscope.models.vocabulary import sublayer_label
 from depthscope.probe import RunError, RunWriter
 from depthscope.probe.batch import BatchRecord
 from depthscope.probe.layout import Layout, default_label

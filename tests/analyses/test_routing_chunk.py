@@ -13,7 +13,7 @@ from depthscope.analyses import scanner
 from depthscope.analyses.routing import routing_stats
 from depthscope.analyses.runs import MemoryRun
 from depthscope.analyses.sources import geometry
-from depthscope.models.config import sublayer_label
+from depthscope.models.vocabulary import sublayer_label
 from depthscope.probe import RunError, open_run
 
 from test_routing import write_run

@@ -102,7 +102,7 @@ def test_chunk_top_matches_a_full_sort(monkeypatch, heavy):
 
 
 def test_token_match_table_and_mask():
-    from depthscope.probe.reader import token_label as labels  # the reader renders a byte-level run's labels
+    from depthscope.models.vocabulary import token_label as labels  # a byte-level run's labels
     table = match_table("[a-c]", 256, labels)
     assert table[ord("a")] and table[ord("c")] and not table[ord("d")]
     tokens = np.array([97, 100, 98, -1, 99])
