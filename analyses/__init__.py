@@ -15,14 +15,72 @@
 Source geometry (distances in sublayers, or blocks for Block AttnRes) is in sources.py. Inputs are run
 directories, probe.Run objects, or MemoryRun (runs.py) for arrays in memory. Bad input raises AnalysisError.
 """
-from .errors import AnalysisError, NaNWeightError
-from .gradients import param_grad_profile, uniformity
-from .log_histogram import DASHBOARD_BINS, SIGNAL_BINS, LogBins, Moments, MomentsReducer, percentile
-from .per_token import routing_kernel, token_stats, token_table, token_weights
-from .routing import Routing, RoutingAccumulator, routing_stats
-from .runs import MemoryRun, as_run
-from .scanner import MAX_WORKERS, Reducer, ScanResults, cores, default_workers, scan
+from __future__ import annotations
 
-__all__ = ["AnalysisError", "DASHBOARD_BINS", "LogBins", "MAX_WORKERS", "SIGNAL_BINS", "MemoryRun", "Moments", "MomentsReducer", "NaNWeightError", "Reducer", "Routing",
-           "RoutingAccumulator", "ScanResults", "as_run", "cores", "default_workers", "param_grad_profile", "percentile",
-           "routing_kernel", "routing_stats", "scan", "token_stats", "token_table", "token_weights", "uniformity"]
+import importlib
+from typing import Any
+
+# name -> the module of this package that defines it; imported on first use, so that importing the package is
+# cheap and pulls in no heavy dependency its caller does not use
+_PUBLIC = {
+    "mixing_tables": "mixing",
+    "compare": "compare",
+    "estimate": "compare",
+    "grouped_sums": "compare",
+    "gradient_uniformity": "gradients",
+    "gradient_profile": "gradients",
+    "block_resets": "signal",
+    "signal_growth": "signal",
+    "signal_profile": "signal",
+    "source_table": "ablation",
+    "analyze": "analyze",
+    "write": "analyze",
+    "causal_ablation": "causal",
+    "seed_interval": "compare",
+    "AnalysisError": "errors",
+    "NaNWeightError": "errors",
+    "param_grad_profile": "gradients",
+    "uniformity": "gradients",
+    "DASHBOARD_BINS": "log_histogram",
+    "LogBins": "log_histogram",
+    "Moments": "log_histogram",
+    "MomentsReducer": "log_histogram",
+    "SIGNAL_BINS": "log_histogram",
+    "percentile": "log_histogram",
+    "mixing_from_model": "mixing",
+    "mixing_from_run": "mixing",
+    "routing_kernel": "per_token",
+    "token_stats": "per_token",
+    "token_table": "per_token",
+    "token_weights": "per_token",
+    "CLAIMS": "report",
+    "summary_markdown": "report",
+    "verdict": "report",
+    "Routing": "routing",
+    "RoutingAccumulator": "routing",
+    "routing_stats": "routing",
+    "MemoryRun": "runs",
+    "as_run": "runs",
+    "run_name": "runs",
+    "MAX_WORKERS": "scanner",
+    "Reducer": "scanner",
+    "ScanResults": "scanner",
+    "cores": "scanner",
+    "default_workers": "scanner",
+    "scan": "scanner",
+}
+
+__all__ = list(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from depthscope.models.vocabulary import MIXERS, axis_label, kind_named
+from depthscope.models import MIXERS, axis_label, kind_named
 
 from .errors import AnalysisError
 from .sources import geometry
@@ -74,7 +74,7 @@ def causal_ablation(model, tokens: torch.Tensor, targets: torch.Tensor, each: bo
     model: a depthscope DepthTransformer (mixer full_attnres, block_attnres or residual). tokens, targets:
     [batch, tokens] int64. sublayers: 1-based ids to ablate (default all, and the final mixer L + 1 for AttnRes).
     """
-    from depthscope.models.taps import iter_taps
+    from depthscope.models import iter_taps
 
     kind = kind_named(model.cfg.mixer)
     if not kind.causal_check:

@@ -48,7 +48,7 @@ from .errors import AnalysisError
 from .groups import BLOCK_TOKENS, MAX_TOKEN_GROUPS, MIN_DOCUMENTS, GroupIndex, group_index  # noqa: F401
 from .routing import Routing, RoutingAccumulator
 from .routing_groups import GROUP_FEATURES
-from depthscope.models.vocabulary import sublayer_kinds
+from depthscope.models import sublayer_kinds
 
 from .runs import as_run, run_name
 from .scanner import Reducer, scan

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import AnalysisError
-from depthscope.models.vocabulary import ATTN, FINAL, MLP, sublayer_kinds
+from depthscope.models import ATTN, FINAL, MLP, sublayer_kinds
 
 from .runs import as_run, run_name
 from .signal import signal_profile

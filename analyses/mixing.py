@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from depthscope.models.vocabulary import (FINAL, PARTIAL, axis_label, block_number, kind_named, parse_source,
-                                         source_sublayer, sublayer_kinds, sublayer_label)
+from depthscope.models import (FINAL, PARTIAL, axis_label, block_number, kind_named, parse_source, source_sublayer,
+    sublayer_kinds, sublayer_label)
 
 from .errors import AnalysisError, NaNWeightError
 from .runs import as_run, model_config, model_kind, require, run_name
@@ -107,7 +107,7 @@ class Mixing:
 def _bounds(config: dict | None, n_sublayers: int) -> list[tuple[int, int]]:
     if not config:
         raise AnalysisError("mixing", "Block AttnRes mixing needs the model config (its block bounds)")
-    from depthscope.models.config import ModelConfig
+    from depthscope.models import ModelConfig
 
     return ModelConfig.from_dict(config).block_bounds
 
@@ -233,7 +233,7 @@ def mixing_from_run(run, chunk_tokens: int | None = None, weights: np.ndarray | 
 @torch.no_grad()
 def mixing_from_model(model, tokens: torch.Tensor) -> Mixing:
     """M of a depthscope model on `tokens` [batch, tokens] from its taps, averaged over tokens (any mixer)."""
-    from depthscope.models.taps import iter_taps
+    from depthscope.models import iter_taps
 
     cfg = model.cfg
     L = cfg.n_sublayers
@@ -265,7 +265,7 @@ def mixing_from_model(model, tokens: torch.Tensor) -> Mixing:
 
 
 def _hyper(seen: dict, L: int) -> Mixing:
-    from depthscope.probe.hyper_mixing import hyper_step, start_streams
+    from depthscope.probe import hyper_step, start_streams
 
     b, t, n = seen[("alpha", 1)].shape  # pre of sublayer 1: [b, t, n]
     c = start_streams(b, t, n, L + 1)

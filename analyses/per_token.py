@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from depthscope.models.vocabulary import TOKEN_STATISTICS
+from depthscope.models import TOKEN_STATISTICS
 
 from .errors import AnalysisError
 from .routing import is_signed

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from depthscope.models.vocabulary import ATTNRES, BASELINE, kind_of_model
+from depthscope.models import ATTNRES, BASELINE, kind_of_model
 
 EMBEDDING_MIN = 0.05
 JUMP_MIN = 0.01

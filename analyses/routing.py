@@ -39,7 +39,7 @@ import pandas as pd
 
 from .errors import AnalysisError
 from .groups import GroupIndex
-from depthscope.models.vocabulary import ATTN, FINAL, MLP, TOKEN_STATISTICS
+from depthscope.models import ATTN, FINAL, MLP, TOKEN_STATISTICS
 
 from .routing_chunk import ChunkKernel, RoutingSums
 from .routing_groups import GROUP_FEATURES

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from depthscope.models.vocabulary import TOKEN_STATISTICS
+from depthscope.models import TOKEN_STATISTICS
 
 from .errors import AnalysisError, NaNWeightError
 from .routing_groups import GROUP_FEATURES, GroupPlan

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from depthscope.probe import RunError
-from depthscope.probe.reader import Chunk, Run
+from depthscope.probe import Chunk, Run
 
 from .errors import AnalysisError, NaNWeightError
 from .runs import chunk_size, iter_chunks, run_name

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import AnalysisError
-from depthscope.models.vocabulary import ATTN, FINAL, MLP, PARTIAL, sublayer_kinds
+from depthscope.models import ATTN, FINAL, MLP, PARTIAL, sublayer_kinds
 
 from .log_histogram import Moments, MomentsReducer
 from .runs import as_run, mixer_kind, model_config, require, run_name
@@ -110,7 +110,7 @@ def block_bounds_of(run) -> list[tuple[int, int]] | None:
     (a block's first sublayer is the one without a `partial` source)."""
     cfg = model_config(run)
     if cfg and "n_blocks" in mixer_kind(run).options:
-        from depthscope.models.config import ModelConfig
+        from depthscope.models import ModelConfig
 
         return ModelConfig.from_dict(cfg).block_bounds
     labels = run.source_labels

@@ -30,8 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from depthscope.models.vocabulary import EMBEDDING, PARTIAL, block_number, source_sublayer, sublayer_kinds, \
-    unit_of_labels
+from depthscope.models import EMBEDDING, PARTIAL, block_number, source_sublayer, sublayer_kinds, unit_of_labels
 
 from .runs import mixer_kind
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from depthscope.analyses import AnalysisError, RoutingAccumulator, routing_kernel, token_stats
-from depthscope.models.vocabulary import SHOWN_TOKEN_STATISTICS
+from depthscope.models import SHOWN_TOKEN_STATISTICS
 from depthscope.probe import Run, RunError
 
 from .aggregate import RMS_NAMES, Aggregates, Pass

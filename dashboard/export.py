@@ -94,7 +94,7 @@ class Exported:
 def manifest_for(fig: go.Figure, figure: str, statistic: str, runs: dict, parameters: dict, fmt: str, style: str,
                  matrix: bool, filter_description: str | None = None) -> dict:
     """The manifest of one drawn figure (render's, and the figure set's figures that are no single view)."""
-    from depthscope.probe.store import code_version
+    from depthscope.probe import code_version
 
     st = PRINT_STYLES[style]
     manifest = {

@@ -61,7 +61,7 @@ def mixing_frames(runs: dict[str, str | Path], checkpoints: str | Path | None = 
     """{name: tidy effective-mixing frame} of several runs (analyses.mixing.Mixing.frame()). Runs give M from their
     token-mean depth attention; Hyper-Connection runs do not record stream mixing, so theirs comes from the
     checkpoint they were recorded from (mixing_from_model on `windows` held-out windows of their corpus)."""
-    from depthscope.analyses.mixing import mixing_from_model, mixing_from_run
+    from depthscope.analyses import mixing_from_model, mixing_from_run
     from depthscope.probe import open_run
 
     frames = {}
@@ -70,8 +70,8 @@ def mixing_frames(runs: dict[str, str | Path], checkpoints: str | Path | None = 
         if not run.mixer_kind.weights_give_mixing:
             import torch
 
-            from depthscope.models.checkpoint import load_checkpoint
-            from depthscope.models.data import load_corpus
+            from depthscope.models import load_checkpoint
+            from depthscope.models import load_corpus
 
             model, _ = load_checkpoint(_checkpoint_of(Path(path), Path(checkpoints) if checkpoints else None))
             seq_len = int(run.manifest.get("seq_len") or model.cfg.max_seq_len)

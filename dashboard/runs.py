@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from depthscope.models.vocabulary import BASELINE, kind_of_model
+from depthscope.models import BASELINE, kind_of_model
 from depthscope.probe import Run, RunError, open_run
 
 from .data import RunData, SummaryData

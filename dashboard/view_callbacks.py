@@ -9,7 +9,7 @@ from typing import Callable
 import dash
 from dash import ALL, Input, Output, State, dcc
 
-from depthscope.analyses.errors import AnalysisError
+from depthscope.analyses import AnalysisError
 from depthscope.probe import RunError
 
 from .components import cid, message, sid

@@ -307,7 +307,7 @@ def sinks(cat: Catalogue, params: Params) -> go.Figure:
 def ablation(cat: Catalogue, params: Params) -> go.Figure:
     """Causal source ablation beside routing mass: the catalogue's ablation workflow (handed in by the command
     line: it loads the run's checkpoint) when there is one."""
-    from depthscope.analyses.errors import AnalysisError
+    from depthscope.analyses import AnalysisError
 
     fn = cat.ablation
     if fn is None:

@@ -119,7 +119,7 @@ def parse_corpora(text: str) -> dict[str, tuple[int, ...] | None]:
 
 
 def parameter_count(model_cfg) -> int:
-    from depthscope.models.transformer import DepthTransformer
+    from depthscope.models import DepthTransformer
 
     return sum(p.numel() for p in DepthTransformer(model_cfg).parameters())
 
@@ -134,7 +134,7 @@ def _run_name(mixer: str, seed: int) -> str:
 def seed_rows(analysis) -> list[dict]:
     """The claims' statistics of one seed's analysis (Block AttnRes vs residual), plus one `resets` row per
     Block AttnRes boundary (log of the input RMS at a block's first sublayer over the previous block's last)."""
-    from depthscope.analyses.report import CLAIMS
+    from depthscope.analyses import CLAIMS
 
     est = analysis.tables.get("estimates", pd.DataFrame(columns=["run", "statistic"]))
     cmp = analysis.tables.get("compare", pd.DataFrame(columns=["statistic"]))
@@ -161,7 +161,7 @@ def seed_rows(analysis) -> list[dict]:
 
 def run_rung(cfg: LadderConfig, corpus: str, index: int, rung: Rung, corpus_data) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train, record and analyse every seed of both mixers at one rung; returns (losses, per-seed claim rows)."""
-    from depthscope.analyses.analyze import analyze, write
+    from depthscope.analyses import analyze, write
     from depthscope.reproduce import record_one, train_one
 
     rc = cfg.reproduce_config(corpus, rung)
@@ -210,15 +210,15 @@ RESETS = ResetsClaim()
 
 
 def ladder_claims() -> dict:
-    from depthscope.analyses.report import CLAIMS
+    from depthscope.analyses import CLAIMS
 
     return {**CLAIMS, RESETS.key: RESETS}
 
 
 def combine_seeds(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per (corpus, rung, claim): mean over seeds and a 95 % interval (module docstring), the verdict."""
-    from depthscope.analyses.compare import seed_interval
-    from depthscope.analyses.report import verdict
+    from depthscope.analyses import seed_interval
+    from depthscope.analyses import verdict
 
     claims = ladder_claims()
     keys = ["corpus", "rung", "rung_name", "n_layers", "sublayers", "d_model", "n_blocks", "params", "tokens", "claim"]
@@ -314,7 +314,7 @@ def ladder(cfg: LadderConfig) -> Path:
     """Run (or resume) the whole ladder and write the tables, figures and report; returns report.md's path."""
     from tqdm.auto import tqdm
 
-    from depthscope.models.data import load_corpus
+    from depthscope.models import load_corpus
 
     from depthscope.ladder_report import write_report
 

@@ -38,8 +38,8 @@ def figures(cfg: LadderConfig, table: pd.DataFrame, seeds: pd.DataFrame,
             only: tuple[str, ...] | None = None) -> dict[str, str]:
     """One small SVG per claim (or per claim in `only`): the statistic against parameters, per corpus; returns
     claim -> path relative to the ladder's folder."""
-    from depthscope.dashboard.export import line_bytes
-    from depthscope.dashboard.figures import ladder_lines
+    from depthscope.dashboard import line_bytes
+    from depthscope.dashboard import ladder_lines
 
     folder = cfg.out / "figures"
     folder.mkdir(parents=True, exist_ok=True)

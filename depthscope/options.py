@@ -18,7 +18,7 @@ import types
 import typing
 from typing import Any, Iterable
 
-from depthscope.models.config import option
+from depthscope.models import option
 
 __all__ = ["option", "add_options", "build", "int_list", "name_list", "token_count", "option_fields"]
 

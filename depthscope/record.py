@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depthscope.models.config import option
+from depthscope.models import option
 from depthscope.probe import Probe, RunWriter, Summary
-from depthscope.probe.adapter import find_logits
-from depthscope.probe.layout import DEFAULT_CAPTURE
-from depthscope.probe.store import DEFAULT_CHUNK_TOKENS
+from depthscope.probe import find_logits
+from depthscope.probe import DEFAULT_CAPTURE
+from depthscope.probe import DEFAULT_CHUNK_TOKENS
 
 
 @dataclass
@@ -76,7 +76,7 @@ class RecordResult:
 def _windows(corpus, seq_len: int, split: str):
     stream = corpus.split(split)
     if len(stream) < seq_len + 1:
-        from depthscope.models.data import CorpusError
+        from depthscope.models import CorpusError
 
         raise CorpusError(
             f"the {split} split of corpus {corpus.name!r} has {len(stream)} tokens, fewer than seq_len + 1 = "
@@ -100,8 +100,8 @@ def record_run(
     data_seed defaults to the split seed the checkpoint was trained with, so that "heldout" really is text the
     model never saw.
     """
-    from depthscope.models.checkpoint import load_checkpoint
-    from depthscope.models.data import load_corpus
+    from depthscope.models import load_checkpoint
+    from depthscope.models import load_corpus
 
     opts = record_options(options, **changes)
     model, info = load_checkpoint(checkpoint, device=opts.device)

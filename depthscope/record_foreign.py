@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from depthscope.models.data import ByteTokenizer, Corpus, load_corpus
-from depthscope.probe.token_text import describe_tokenizer, encode, text_of_ids, vocab_size
+from depthscope.models import ByteTokenizer, Corpus, load_corpus
+from depthscope.probe import describe_tokenizer, encode, text_of_ids, vocab_size
 from depthscope.record import RecordOptions, RecordResult, record_model, record_options
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from depthscope.models.config import ModelConfig, option
-from depthscope.models.train import TrainConfig, steps_for_budget
+from depthscope.models import ModelConfig, option
+from depthscope.models import TrainConfig, steps_for_budget
 from depthscope.options import token_count
 
 # name -> ModelConfig overrides; the names are the run ids the dashboard and the report show.
@@ -82,7 +82,7 @@ class ReproduceConfig:
 
 def _done(checkpoint_dir: Path, model_cfg, train_cfg) -> bool:
     """True when checkpoint_dir holds a finished checkpoint trained with exactly these settings."""
-    from depthscope.models.checkpoint import CheckpointError, read_checkpoint_info
+    from depthscope.models import CheckpointError, read_checkpoint_info
 
     try:
         info = read_checkpoint_info(checkpoint_dir)
@@ -94,8 +94,8 @@ def _done(checkpoint_dir: Path, model_cfg, train_cfg) -> bool:
 def train_one(cfg: ReproduceConfig, name: str, seed: int, directory: Path, corpus, save_every: int = 0) -> dict:
     """Train mixer `name` with `seed` into `directory` unless a finished checkpoint with these exact settings is
     there already (so an interrupted run resumes); returns its row of losses.csv."""
-    from depthscope.models.checkpoint import read_checkpoint_info
-    from depthscope.models.train import train
+    from depthscope.models import read_checkpoint_info
+    from depthscope.models import train
 
     model_cfg = cfg.model_config(name)
     train_cfg = cfg.train_config(seed, save_every=save_every)
@@ -112,8 +112,8 @@ def train_one(cfg: ReproduceConfig, name: str, seed: int, directory: Path, corpu
 
 def train_all(cfg: ReproduceConfig) -> pd.DataFrame:
     """Stage 1. Returns one row per (mixer, seed): held-out losses, tokens, speed."""
-    from depthscope.models.data import load_corpus
-    from depthscope.models.train import train
+    from depthscope.models import load_corpus
+    from depthscope.models import train
 
     corpus = load_corpus(cfg.corpus, seed=0)
     rows = []
@@ -141,7 +141,7 @@ def compact(cfg: ReproduceConfig) -> None:
     import torch
     from safetensors import safe_open
 
-    from depthscope.models.checkpoint import WEIGHTS_FILE, find_checkpoints, load_checkpoint, save_checkpoint
+    from depthscope.models import WEIGHTS_FILE, find_checkpoints, load_checkpoint, save_checkpoint
 
     final_steps = cfg.steps
     for name in [*cfg.mixers, RECALL_NAME]:
@@ -195,7 +195,7 @@ def write_settings(cfg: ReproduceConfig) -> None:
 def loss_table(losses: pd.DataFrame, baseline: str = "residual") -> pd.DataFrame:
     """Final held-out loss per mixer over seeds: mean, 95 % t-interval, and the seed-paired difference to the
     baseline with its own 95 % t-interval (the same seed gives the same data order to every mixer)."""
-    from depthscope.analyses.compare import seed_interval as interval
+    from depthscope.analyses import seed_interval as interval
 
     base = losses[losses.mixer == baseline].set_index("seed")["final_heldout_loss"]
     rows = []
@@ -214,9 +214,9 @@ def _mixing_frames(cfg: ReproduceConfig) -> tuple[dict[str, pd.DataFrame], pd.Da
     """M of every seed-0 model, from its taps on held-out text (so hyper/mHC is unrolled per token too)."""
     import torch
 
-    from depthscope.analyses.mixing import mixing_from_model
-    from depthscope.models.checkpoint import load_checkpoint
-    from depthscope.models.data import load_corpus
+    from depthscope.analyses import mixing_from_model
+    from depthscope.models import load_checkpoint
+    from depthscope.models import load_corpus
 
     corpus = load_corpus(cfg.corpus, seed=0)
     inputs, _ = corpus.eval_batch(8, cfg.train.seq_len)
@@ -238,10 +238,10 @@ def _fmt_ci(mean: float, low: float, high: float, digits: int = 3) -> str:
 
 def write_report(cfg: ReproduceConfig, losses: pd.DataFrame) -> Path:
     """Stage 3: analyses, figures (SVG, vector heatmaps) and report.md."""
-    from depthscope.analyses.analyze import analyze, write
-    from depthscope.analyses.report import summary_markdown
+    from depthscope.analyses import analyze, write
+    from depthscope.analyses import summary_markdown
     from depthscope.causal_check import causal_from_run
-    from depthscope.dashboard.figure_set import FigureSet, write_figure_set
+    from depthscope.dashboard import FigureSet, write_figure_set
 
     missing = {"residual", "full_attnres", "block_attnres"} - set(cfg.mixers)
     if missing:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from depthscope.models.config import ModelConfig, option
-from depthscope.models.train import TrainConfig
+from depthscope.models import ModelConfig, option
+from depthscope.models import TrainConfig
 from depthscope.options import token_count
 
 
@@ -49,7 +49,7 @@ class SweepConfig:
 
 
 def _train_loss(cfg: SweepConfig, corpus, seed: int, **model) -> float:
-    from depthscope.models.train import train
+    from depthscope.models import train
 
     model_cfg = replace(cfg.model, max_seq_len=cfg.train.seq_len, **model)
     train_cfg = cfg.train.with_budget(cfg.budget_tokens, seed=seed)
@@ -57,7 +57,7 @@ def _train_loss(cfg: SweepConfig, corpus, seed: int, **model) -> float:
 
 
 def _summarise(rows: list[dict], keys: list[str]) -> pd.DataFrame:
-    from depthscope.analyses.compare import seed_interval
+    from depthscope.analyses import seed_interval
 
     out = []
     for key, group in pd.DataFrame(rows).groupby(keys, sort=False):
@@ -109,9 +109,9 @@ def depth_width_sweep(cfg: SweepConfig, corpus) -> pd.DataFrame:
 
 
 def sweep(cfg: SweepConfig, kinds: tuple[str, ...] = ("block_size", "depth_width")) -> list[Path]:
-    from depthscope.dashboard.export import line_bytes
-    from depthscope.dashboard.figures import sweep_lines
-    from depthscope.models.data import load_corpus
+    from depthscope.dashboard import line_bytes
+    from depthscope.dashboard import sweep_lines
+    from depthscope.models import load_corpus
 
     cfg.out.mkdir(parents=True, exist_ok=True)
     corpus = load_corpus(cfg.corpus, seed=0)

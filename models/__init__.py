@@ -8,17 +8,64 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# name -> the module of this package that defines it; imported on first use, so that importing the package is
+# cheap and pulls in no heavy dependency its caller does not use
 _PUBLIC = {
-    "MIXERS": "vocabulary",
-    "sublayer_label": "vocabulary",
+    "__version__": "version",
+    "atomic_write": "atomic",
+    "json_safe": "atomic",
+    "CheckpointError": "checkpoint",
+    "META_FILE": "checkpoint",
+    "WEIGHTS_FILE": "checkpoint",
+    "find_checkpoints": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "read_checkpoint_info": "checkpoint",
+    "save_checkpoint": "checkpoint",
     "ModelConfig": "config",
+    "option": "config",
+    "ByteTokenizer": "data",
+    "CORPORA": "data",
+    "Corpus": "data",
+    "CorpusError": "data",
+    "load_corpus": "data",
     "TAP_KINDS": "taps",
     "Tap": "taps",
     "iter_taps": "taps",
+    "TrainConfig": "train",
+    "steps_for_budget": "train",
+    "train": "train",
+    "warmup_for": "train",
     "DepthTransformer": "transformer",
+    "ATTN": "vocabulary",
+    "ATTNRES": "vocabulary",
+    "BASELINE": "vocabulary",
+    "EMBEDDING": "vocabulary",
+    "FINAL": "vocabulary",
+    "MIXERS": "vocabulary",
+    "MIXER_KINDS": "vocabulary",
+    "MLP": "vocabulary",
+    "MixerKind": "vocabulary",
+    "PARTIAL": "vocabulary",
+    "SHOWN_TOKEN_STATISTICS": "vocabulary",
+    "TOKEN_STATISTICS": "vocabulary",
+    "axis_label": "vocabulary",
+    "block_number": "vocabulary",
+    "block_sources": "vocabulary",
+    "full_sources": "vocabulary",
+    "generic_sources": "vocabulary",
+    "kind_named": "vocabulary",
+    "kind_of_model": "vocabulary",
+    "parse_source": "vocabulary",
+    "source_sublayer": "vocabulary",
+    "sublayer_kind": "vocabulary",
+    "sublayer_kinds": "vocabulary",
+    "sublayer_label": "vocabulary",
+    "token_label": "vocabulary",
+    "token_labels": "vocabulary",
+    "unit_of_labels": "vocabulary",
 }
 
-__all__ = list(_PUBLIC)
+__all__ = [name for name in _PUBLIC if not name.startswith("_")]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,25 +10,59 @@
     StepRecorder           a training callback writing every k-th step into its own run (the Evolution page)
     DepthscopeCallback     the same for the Hugging Face Trainer (imports transformers only when asked for)
 """
-from .adapter import Adapter, Input, Output, Site, Sublayer, Weights
-from .batch import BatchRecord, MemorySink
-from .errors import ProbeError, RunError
-from .layout import Layout
-from .probe import Probe
-from .reader import Chunk, LazyArray, Run, open_run
-from .store import SCHEMA_VERSION, RunWriter
-from .summary import Summary
-from .training import StepRecorder, TrainingRecorder
+from __future__ import annotations
 
-__all__ = [
-    "Adapter", "BatchRecord", "Input", "Output", "Site", "Sublayer", "Weights", "Chunk", "LazyArray", "Layout", "MemorySink", "Probe", "ProbeError", "Run",
-    "RunError", "RunWriter", "SCHEMA_VERSION", "StepRecorder", "Summary", "TrainingRecorder", "open_run",
-]
+import importlib
+from typing import Any
+
+# name -> the module of this package that defines it; imported on first use, so that importing the package is
+# cheap and pulls in no heavy dependency its caller does not use
+_PUBLIC = {
+    "Adapter": "adapter",
+    "Input": "adapter",
+    "Output": "adapter",
+    "Site": "adapter",
+    "Sublayer": "adapter",
+    "Weights": "adapter",
+    "find_logits": "adapter",
+    "BatchRecord": "batch",
+    "MemorySink": "batch",
+    "ProbeError": "errors",
+    "RunError": "errors",
+    "DepthscopeCallback": "hf_callback",
+    "hyper_step": "hyper_mixing",
+    "start_streams": "hyper_mixing",
+    "DEFAULT_CAPTURE": "layout",
+    "Layout": "layout",
+    "Probe": "probe",
+    "Chunk": "reader",
+    "LazyArray": "reader",
+    "Run": "reader",
+    "open_run": "reader",
+    "DEFAULT_CHUNK_TOKENS": "store",
+    "RunWriter": "store",
+    "SCHEMA_VERSION": "store",
+    "code_version": "store",
+    "Summary": "summary",
+    "describe_tokenizer": "token_text",
+    "encode": "token_text",
+    "text_of_ids": "token_text",
+    "vocab_size": "token_text",
+    "StepRecorder": "training",
+    "TrainingRecorder": "training",
+}
+
+__all__ = list(_PUBLIC)
 
 
-def __getattr__(name: str):
-    if name == "DepthscopeCallback":  # transformers is imported only by whoever uses it
-        from .hf_callback import DepthscopeCallback
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
-        return DepthscopeCallback
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -42,7 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from depthscope.models.vocabulary import FINAL, generic_sources, sublayer_label
+from depthscope.models import FINAL, generic_sources, sublayer_label
 
 from .errors import ProbeError
 from .layout import TapSpec

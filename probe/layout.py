@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from depthscope.models.taps import Tap
-from depthscope.models.vocabulary import axis_label
+from depthscope.models import Tap
+from depthscope.models import axis_label
 
 from .errors import ProbeError
 

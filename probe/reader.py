@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from depthscope.models.vocabulary import MixerKind, kind_of_model, token_label, token_labels
+from depthscope.models import MixerKind, kind_of_model, token_label, token_labels
 
 from .chunkfile import decode_into, plain_zstd
 from .errors import RunError

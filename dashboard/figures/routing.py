@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from depthscope.models.vocabulary import ATTN, sublayer_kind
+from depthscope.models import ATTN, sublayer_kind
 
 from .style import (DEFAULT_HEATMAP_SCALE, DIVERGING, FONT_SIZE, HEATMAP_SCALES, POWER_GAMMA, SEQUENTIAL, STAT_NAMES,
                     base_layout, empty_figure, layout_dict, warped_colorscale)

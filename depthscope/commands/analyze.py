@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--resamples and --causal-tokens must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    from depthscope.analyses.analyze import analyze, write
+    from depthscope.analyses import analyze, write
     from depthscope.causal_check import causal_from_run
 
     analysis = analyze(args.run, baseline=args.vs, k=args.k, unit=args.unit,

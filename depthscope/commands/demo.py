@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"no demo runs at {runs}: the bundle ships in the repository (assets/demo); from an "
                          "installed wheel, make one with `depthscope reproduce --out DIR` and serve DIR/runs")
     from depthscope.causal_check import source_ablation
-    from depthscope.dashboard.app import serve
+    from depthscope.dashboard import serve
 
     print(f"depthscope demo on http://{args.host}:{args.port}/ (runs: {runs}); Ctrl-C stops it", file=sys.stderr)
     serve(str(runs), host=args.host, port=args.port, debug=False, ablation=source_ablation)

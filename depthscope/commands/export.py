@@ -28,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
     if not run.is_dir():
         raise UsageError(f"{args.run}: not a run directory")
     from depthscope.causal_check import source_ablation
-    from depthscope.dashboard.export import ExportError, export_files
-    from depthscope.dashboard.runs import Catalogue, NotFound
-    from depthscope.dashboard.views import FIGURES
+    from depthscope.dashboard import ExportError, export_files
+    from depthscope.dashboard import Catalogue, NotFound
+    from depthscope.dashboard import FIGURES
     from depthscope.probe import RunError
 
     figures = [f.strip() for f in args.figures.split(",") if f.strip()]

@@ -56,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
     if not run_dir.is_dir():
         raise UsageError(f"{args.run}: not a run directory")
     root = run_dir.parent
-    from depthscope.dashboard.export import ExportError
-    from depthscope.dashboard.figure_set import FigureSet, write_figure_set
-    from depthscope.dashboard.runs import NotFound
+    from depthscope.dashboard import ExportError
+    from depthscope.dashboard import FigureSet, write_figure_set
+    from depthscope.dashboard import NotFound
     from depthscope.probe import RunError
 
     spec = FigureSet(

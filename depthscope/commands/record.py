@@ -8,7 +8,7 @@ from . import PARTIAL_HELP, Command, UsageError, exit_codes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from depthscope.models.data import CORPORA
+    from depthscope.models import CORPORA
     from depthscope.options import add_options
     from depthscope.record import RecordOptions
 

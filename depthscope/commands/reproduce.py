@@ -10,8 +10,8 @@ TRAIN_OPTIONS = ("seq_len", "batch_size", "lr", "device")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from depthscope.models.config import ModelConfig
-    from depthscope.models.train import TrainConfig
+    from depthscope.models import ModelConfig
+    from depthscope.models import TrainConfig
     from depthscope.options import add_options
     from depthscope.reproduce import ReproduceConfig
 
@@ -56,8 +56,8 @@ def add_ladder_arguments(parser: argparse.ArgumentParser, defaults) -> None:
 
 def _config(args: argparse.Namespace, **changes):
     """The ReproduceConfig the options give (model and training recipe over the command's template)."""
-    from depthscope.models.config import ModelConfig
-    from depthscope.models.train import TrainConfig
+    from depthscope.models import ModelConfig
+    from depthscope.models import TrainConfig
     from depthscope.options import build
     from depthscope.reproduce import ReproduceConfig
 

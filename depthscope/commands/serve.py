@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.runs).is_dir():
         raise UsageError(f"--runs {args.runs}: not a directory")
     from depthscope.causal_check import source_ablation
-    from depthscope.dashboard.app import serve
+    from depthscope.dashboard import serve
 
     print(f"depthscope dashboard on http://{args.host}:{args.port}/ (runs: {Path(args.runs).resolve()})", file=sys.stderr)
     serve(args.runs, host=args.host, port=args.port, debug=args.debug, ablation=source_ablation)

@@ -9,8 +9,8 @@ KINDS = ("block_size", "depth_width")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from depthscope.models.config import ModelConfig
-    from depthscope.models.train import TrainConfig
+    from depthscope.models import ModelConfig
+    from depthscope.models import TrainConfig
     from depthscope.options import add_options
     from depthscope.sweep import SweepConfig
 
@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from depthscope.models.config import ModelConfig
-    from depthscope.models.train import TrainConfig
+    from depthscope.models import ModelConfig
+    from depthscope.models import TrainConfig
     from depthscope.options import build
     from depthscope.sweep import SweepConfig, sweep
 

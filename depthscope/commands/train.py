@@ -11,9 +11,9 @@ MODEL_OPTIONS = ("mixer", "n_layers", "d_model", "n_heads", "mlp_ratio", "n_bloc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from depthscope.models.config import ModelConfig
-    from depthscope.models.data import CORPORA
-    from depthscope.models.train import TrainConfig
+    from depthscope.models import ModelConfig
+    from depthscope.models import CORPORA
+    from depthscope.models import TrainConfig
     from depthscope.options import add_options
 
     # --two-phase defaults to None, "not given": it applies to block_attnres only
@@ -48,13 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from depthscope.models.checkpoint import META_FILE
-    from depthscope.models.config import ModelConfig
-    from depthscope.models.data import load_corpus
-    from depthscope.models.train import TrainConfig, train, warmup_for
+    from depthscope.models import META_FILE
+    from depthscope.models import ModelConfig
+    from depthscope.models import load_corpus
+    from depthscope.models import TrainConfig, train, warmup_for
     from depthscope.options import build
 
-    from depthscope.models.vocabulary import MIXER_KINDS, kind_named
+    from depthscope.models import MIXER_KINDS, kind_named
 
     def takes(option: str) -> str:  # the mixers whose kind declares the option
         return ", ".join(name for name, kind in MIXER_KINDS.items() if option in kind.options)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from depthscope.models.vocabulary import block_sources, full_sources
+from depthscope.models import block_sources, full_sources
 
 from ..adapter import Adapter, Input, Output, Sublayer, Weights
 from .common import find_module, from_package

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from depthscope.models.vocabulary import full_sources
+from depthscope.models import full_sources
 
 from ..adapter import Adapter, Input, Output, Sublayer, Weights
 from ..errors import ProbeError

@@ -35,3 +35,36 @@ def test_the_layers_do_not_import_the_package_root(repo_root, folder):
             offenders[str(rel)] = found
     assert not offenders, offenders
     assert len(list((repo_root / folder).rglob("*.py"))) > 5  # the walk found the folder's files
+
+
+ORDER = (*LAYERS, "depthscope")  # models <- probe <- analyses <- dashboard <- the CLI and workflows
+
+
+def _cross_layer_imports(repo_root):
+    """(file, its folder, the folder imported, whether the import reaches past that folder's public names)."""
+    for layer in ORDER:
+        for path in sorted((repo_root / layer).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                        and node.module.startswith("depthscope."):
+                    parts = node.module.split(".")
+                    if parts[1] in LAYERS and parts[1] != layer:
+                        yield path.relative_to(repo_root), layer, parts[1], len(parts) > 2
+
+
+def test_arrows_go_one_way_and_through_public_names(repo_root):
+    found = list(_cross_layer_imports(repo_root))
+    assert len(found) > 50  # the walk saw the imports between the folders
+    against = [f"{p} imports {t}" for p, layer, t, _ in found if ORDER.index(t) > ORDER.index(layer)]
+    deep = [f"{p} reaches into {t}" for p, _, t, is_deep in found if is_deep]
+    assert not against, against
+    assert not deep, deep
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_every_public_name_resolves(layer):
+    import importlib
+
+    package = importlib.import_module(f"depthscope.{layer}")
+    missing = [name for name in package.__all__ if getattr(package, name, None) is None]
+    assert not missing, missing
