@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from depthscope.analyses import param_grad_profile, uniformity
+from depthscope.models import statistic_label
 from depthscope.probe import RunError
 
 from . import figures as F
@@ -120,9 +121,9 @@ def token_stat(data, params: Params) -> str:
             why = ("its sources are parallel residual streams, which have no depth distance"
                    if data.run.mixer_kind.unit == "none"
                    else "it is NaN for every token here")
-            usable = [F.style.STAT_NAMES.get(s, s) for s, v in kinds.items() if v != "undefined"]
-            recorded = [F.style.STAT_NAMES.get(s, s) for s in RMS_NAMES if s in data.run.arrays]
-            raise ParamError("stat", f"{F.style.STAT_NAMES.get(chosen, chosen)} is not defined for this {kind} run: "
+            usable = [statistic_label(s) for s, v in kinds.items() if v != "undefined"]
+            recorded = [statistic_label(s) for s in RMS_NAMES if s in data.run.arrays]
+            raise ParamError("stat", f"{statistic_label(chosen)} is not defined for this {kind} run: "
                                      f"{why}. Choose one that is: {', '.join(usable + recorded)}.")
         return chosen
     for wanted in ("varies", "constant"):
@@ -154,7 +155,7 @@ def token_text(cat: Catalogue, params: Params) -> go.Figure:
     else:
         frame = data.token_window(start, stop, slot, parse(params, "k"))
     label = data.run.sublayer_labels[slot]
-    return F.token_text(frame, stat, f"{run_id}: tokens {start}..{stop - 1} coloured by {F.style.STAT_NAMES.get(stat, stat)} at {label}")
+    return F.token_text(frame, stat, f"{run_id}: tokens {start}..{stop - 1} coloured by {statistic_label(stat)} at {label}")
 
 
 def token_heatmap(cat: Catalogue, params: Params) -> go.Figure:
@@ -166,7 +167,7 @@ def token_heatmap(cat: Catalogue, params: Params) -> go.Figure:
     values, labels, index = data.stat_matrix(start, stop, stat, parse(params, "k"))
     chars = [data.context(int(i), 0, 0).strip("[]") for i in index] if len(index) <= 256 else []
     return F.token_heatmap(values, labels, index, chars, stat,
-                           f"{F.style.STAT_NAMES.get(stat, stat)} per token and sublayer ({run_id})")
+                           f"{statistic_label(stat)} per token and sublayer ({run_id})")
 
 
 def _clicked_token(cat: Catalogue, params: Params):

@@ -11,6 +11,8 @@ from typing import Any
 # name -> the module of this package that defines it; imported on first use, so that importing the package is
 # cheap and pulls in no heavy dependency its caller does not use
 _PUBLIC = {
+    "statistic_label": "vocabulary",
+    "STATISTIC_LABELS": "vocabulary",
     "__version__": "version",
     "atomic_write": "atomic",
     "json_safe": "atomic",

@@ -289,3 +289,22 @@ TOKEN_STATISTICS = ("locality", "long_range", "embedding", "entropy", "norm_entr
 # The ones the dashboard's token views offer, in the order offered (its default: the first that varies);
 # entropy is offered as its normalised form.
 SHOWN_TOKEN_STATISTICS = ("long_range", "embedding", "norm_entropy", "locality", "eff_sources")
+
+# How a statistic or recorded quantity is named in figures, controls and captions (the code name when none is set).
+STATISTIC_LABELS = {
+    "long_range": "long-range mass",
+    "embedding": "embedding weight",
+    "norm_entropy": "normalised entropy",
+    "locality": "locality (nearest-source weight)",
+    "eff_sources": "effective number of sources",
+    "input_rms": "RMS of sublayer input",
+    "output_rms": "RMS of sublayer output",
+    "residual_rms": "RMS of residual stream",
+    "grad_rms": "RMS of dLoss/dh",
+    "mean": "mean weight",
+}
+
+
+def statistic_label(name: str) -> str:
+    """The words for statistic `name` ("long_range" -> "long-range mass")."""
+    return STATISTIC_LABELS.get(name, name)

@@ -10,10 +10,20 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from depthscope.models import ATTN, sublayer_kind
+from depthscope.models import ATTN, statistic_label, sublayer_kind
 
-from .style import (DEFAULT_HEATMAP_SCALE, DIVERGING, FONT_SIZE, HEATMAP_SCALES, POWER_GAMMA, SEQUENTIAL, STAT_NAMES,
-                    base_layout, empty_figure, layout_dict, warped_colorscale)
+from .style import (
+    DEFAULT_HEATMAP_SCALE,
+    DIVERGING,
+    FONT_SIZE,
+    HEATMAP_SCALES,
+    POWER_GAMMA,
+    SEQUENTIAL,
+    base_layout,
+    empty_figure,
+    layout_dict,
+    warped_colorscale,
+)
 
 PANELS = (("pre-attention", ("attn",)), ("pre-MLP / final", ("mlp", "final")))
 
@@ -85,7 +95,7 @@ def routing_heatmap(frame: pd.DataFrame, title: str = "Token-averaged depth atte
         raise ValueError(f"unknown heatmap scale {scale!r}; choose from {', '.join(HEATMAP_SCALES)}")
     z, labels, columns, slots, custom = matrix(frame, value, columns)
     custom = np.concatenate([custom, z[..., None]], axis=-1)  # [rows, columns, 5]: the true value last
-    vname = colorbar_title or STAT_NAMES.get(value, value)
+    vname = colorbar_title or statistic_label(value)
     if scale == "row":
         with np.errstate(invalid="ignore", divide="ignore"):
             peak = np.nanmax(np.abs(np.where(np.isfinite(z), z, np.nan)), axis=1, keepdims=True)  # [rows, 1]
@@ -118,7 +128,7 @@ def routing_heatmap(frame: pd.DataFrame, title: str = "Token-averaged depth atte
             type="heatmap", z=zz[:, keep], x=[columns[j] for j in keep], y=[labels[i] for i in g],
             customdata=custom[g][:, keep], coloraxis="coloraxis", xgap=1, ygap=1, xaxis="x" + suffix,
             yaxis="y" + suffix,
-            hovertemplate=("consumer %{y}<br>source %{x}<br>" + STAT_NAMES.get(value, value) + " %{customdata[4]:.4f}"
+            hovertemplate=("consumer %{y}<br>source %{x}<br>" + statistic_label(value) + " %{customdata[4]:.4f}"
                            "<br>tokens %{customdata[2]:,.0f}<br>std over tokens %{customdata[3]:.4f}<extra></extra>"),
         ))
         for row in block_starts([columns[j] for j in keep], zz[:, keep]):

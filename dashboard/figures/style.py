@@ -21,18 +21,6 @@ QUANTITY_NAMES = {
     "residual_rms": "RMS of residual stream x_l",
     "grad_rms": "RMS of dLoss/dh_l",
 }
-STAT_NAMES = {
-    "long_range": "long-range mass",
-    "embedding": "embedding weight",
-    "norm_entropy": "normalised entropy",
-    "locality": "locality (nearest-source weight)",
-    "eff_sources": "effective number of sources",
-    "input_rms": "RMS of sublayer input",
-    "output_rms": "RMS of sublayer output",
-    "residual_rms": "RMS of residual stream",
-    "grad_rms": "RMS of dLoss/dh",
-    "mean": "mean weight",
-}
 
 
 def run_colour(i: int) -> str:

@@ -6,7 +6,16 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .style import QUANTITY_DASH, QUANTITY_NAMES, SEQUENTIAL, STAT_NAMES, base_layout, empty_figure, run_colour
+from depthscope.models import statistic_label
+
+from .style import (
+    QUANTITY_DASH,
+    QUANTITY_NAMES,
+    SEQUENTIAL,
+    base_layout,
+    empty_figure,
+    run_colour,
+)
 
 LINE_WIDTH = 64  # characters per line of the coloured text
 
@@ -44,7 +53,7 @@ def token_text(frame: pd.DataFrame, stat: str, title: str = "", width: int = LIN
     if frame is None or len(frame) == 0:
         return empty_figure("No tokens in this window.", title)
     if stat not in frame:
-        return empty_figure(f"This run has no {STAT_NAMES.get(stat, stat)} per token.", title)
+        return empty_figure(f"This run has no {statistic_label(stat)} per token.", title)
     z, chars, index = text_grid(frame, stat, width)
     finite = z[np.isfinite(z)]
     fig = go.Figure(go.Heatmap(
@@ -52,8 +61,8 @@ def token_text(frame: pd.DataFrame, stat: str, title: str = "", width: int = LIN
         customdata=index, colorscale=SEQUENTIAL, xgap=1, ygap=2,
         zmin=zmin if zmin is not None else (float(finite.min()) if finite.size else 0),
         zmax=zmax if zmax is not None else (float(finite.max()) if finite.size else 1),
-        colorbar=dict(title=dict(text=STAT_NAMES.get(stat, stat), side="right"), thickness=12),
-        hovertemplate="token %{customdata}: '%{text}'<br>" + STAT_NAMES.get(stat, stat) + " %{z:.4f}<extra></extra>",
+        colorbar=dict(title=dict(text=statistic_label(stat), side="right"), thickness=12),
+        hovertemplate="token %{customdata}: '%{text}'<br>" + statistic_label(stat) + " %{z:.4f}<extra></extra>",
     ))
     fig.update_yaxes(autorange="reversed", visible=False)
     fig.update_xaxes(visible=False)
@@ -72,8 +81,8 @@ def token_heatmap(values: np.ndarray, slot_labels: list[str], index: np.ndarray,
     custom = np.broadcast_to(index[None, :], z.shape)
     fig = go.Figure(go.Heatmap(
         z=z, x=list(range(len(index))), y=slot_labels, customdata=custom, colorscale=SEQUENTIAL,
-        colorbar=dict(title=dict(text=STAT_NAMES.get(stat, stat), side="right"), thickness=12),
-        hovertemplate="token %{customdata}<br>sublayer %{y}<br>" + STAT_NAMES.get(stat, stat)
+        colorbar=dict(title=dict(text=statistic_label(stat), side="right"), thickness=12),
+        hovertemplate="token %{customdata}<br>sublayer %{y}<br>" + statistic_label(stat)
                       + " %{z:.4f}<extra></extra>",
     ))
     step = max(1, len(index) // 64)

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 from dash import dcc, html
 
+from depthscope.models import statistic_label
+
 from .. import views
 from ..components import Choice, cid, control, message
 from ..data import TOKEN_STATS
-from ..figures.style import STAT_NAMES
 from ..panels import Page, Panel, Poll, Row, Unavailable, View
 from ..params import ParamError, parse
 
 ROUTING = Panel("evolution-routing", "evolution", export="routing at step")
 STAT = Panel("evolution-stat", "evolution_stat", export="statistic over steps")
-STATISTIC = Choice("stat", "Statistic", tuple({"label": STAT_NAMES.get(s, s), "value": s}
+STATISTIC = Choice("stat", "Statistic", tuple({"label": statistic_label(s), "value": s}
                                               for s in TOKEN_STATS + ("jump_rate",)), "embedding", width="240px")
 
 

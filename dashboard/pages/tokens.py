@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dash import dcc
 
+from depthscope.models import statistic_label
+
 from .. import views
 from ..components import Number, Runs, cid, control
 from ..data import RMS_NAMES, TOKEN_STATS
-from ..figures.style import STAT_NAMES
 from ..panels import Page, Panel, Poll, Row, Selection, View
 from ..params import parse
 
-STAT_OPTIONS = [{"label": STAT_NAMES.get(s, s), "value": s} for s in TOKEN_STATS + RMS_NAMES]
+STAT_OPTIONS = [{"label": statistic_label(s), "value": s} for s in TOKEN_STATS + RMS_NAMES]
 TEXT = Panel("tokens-text", "tokens", export="coloured text", loading=True)
 HEATMAP = Panel("tokens-heatmap", "token_heatmap", export="token x sublayer heatmap")
 ROUTING = Panel("tokens-routing", "token_routing", export="clicked token's routing",
