@@ -6,7 +6,7 @@ An import between two folders (models, probe, analyses, dashboard, depthscope = 
 when it names the package only (`from depthscope.analyses import routing_stats`) and *deep* when it reaches a
 module behind it (`from depthscope.analyses.routing import ...`). Arrows must go one way, models <- probe <-
 analyses <- dashboard <- depthscope; an import against them is listed. Imports of the package root (`depthscope`,
-`depthscope.atomic`) from below the top are listed too.
+`depthscope.record`) from below the top are listed too.
 """
 from __future__ import annotations
 

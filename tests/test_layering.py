@@ -14,7 +14,7 @@ def _imports_of_the_root(path, package_depth: int) -> list[str]:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.ImportFrom):
             parts = (node.module or "").split(".")
-            # the root itself or a module of it that is not a layer (depthscope.atomic, .cli, .record, ...)
+            # the root itself or a module of it that is not a layer (.cli, .record, .options, ...)
             absolute = node.level == 0 and parts[0] == "depthscope" and (len(parts) == 1 or parts[1] not in LAYERS)
             relative = node.level == package_depth and not node.module  # `from .. import x` in depthscope.models
             if absolute or relative:
