@@ -5,12 +5,12 @@ torch-free modules can be imported on a machine without torch.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .public_names import public_names
 
 # name -> the module of this package that defines it; imported on first use, so that importing the package is
 # cheap and pulls in no heavy dependency its caller does not use
 _PUBLIC = {
+    "public_names": "public_names",
     "statistic_label": "vocabulary",
     "STATISTIC_LABELS": "vocabulary",
     "__version__": "version",
@@ -67,17 +67,4 @@ _PUBLIC = {
     "unit_of_labels": "vocabulary",
 }
 
-__all__ = [name for name in _PUBLIC if not name.startswith("_")]
-
-
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PUBLIC))
+__getattr__, __dir__, __all__ = public_names(__name__, _PUBLIC)

@@ -12,8 +12,7 @@
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from depthscope.models import public_names
 
 # name -> the module of this package that defines it; imported on first use, so that importing the package is
 # cheap and pulls in no heavy dependency its caller does not use
@@ -52,17 +51,4 @@ _PUBLIC = {
     "TrainingRecorder": "training",
 }
 
-__all__ = list(_PUBLIC)
-
-
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PUBLIC))
+__getattr__, __dir__, __all__ = public_names(__name__, _PUBLIC)
