@@ -6,8 +6,8 @@
     gradient_profile(run)         gradient magnitudes; gradient_uniformity                 (gradients.py)
     mixing_from_run / _model      effective mixing matrix M and its effective rank         (mixing.py)
     causal_ablation(model, ...)   loss change when sources are masked                      (causal.py)
-    grouped_sums, estimate, compare   bootstrap CIs and run-vs-run differences (scipy)     (compare.py)
-    analyze(run, baseline), write(analysis, out)   everything `depthscope analyze` writes  (analyze.py)
+    grouped_sums, estimate, compare   bootstrap CIs and run-vs-run differences (scipy)     (comparison.py)
+    analyze(run, baseline), write(analysis, out)   everything `depthscope analyze` writes  (analysis.py)
     summary_markdown(analysis)    the Markdown summary with the paper's findings           (report.py)
     scan(run, reducers)           one read of a run feeding any number of reducers          (scanner.py)
     Moments, percentile           RMS moments and percentiles from a log histogram          (log_histogram.py)
@@ -23,19 +23,19 @@ from depthscope.models import public_names
 # cheap and pulls in no heavy dependency its caller does not use
 _PUBLIC = {
     "mixing_tables": "mixing",
-    "compare": "compare",
-    "estimate": "compare",
-    "grouped_sums": "compare",
+    "compare": "comparison",
+    "estimate": "comparison",
+    "grouped_sums": "comparison",
     "gradient_uniformity": "gradients",
     "gradient_profile": "gradients",
     "block_resets": "signal",
     "signal_growth": "signal",
     "signal_profile": "signal",
     "source_table": "ablation",
-    "analyze": "analyze",
-    "write": "analyze",
+    "analyze": "analysis",
+    "write": "analysis",
     "causal_ablation": "causal",
-    "seed_interval": "compare",
+    "seed_interval": "comparison",
     "AnalysisError": "errors",
     "NaNWeightError": "errors",
     "param_grad_profile": "gradients",

@@ -1,6 +1,6 @@
 """Group bootstrap of statistics of summed features, drawn once and shared by every statistic.
 
-A statistic of compare.py is f(sum of the chosen groups' feature rows). A bootstrap resample that draws group
+A statistic of comparison.py is f(sum of the chosen groups' feature rows). A bootstrap resample that draws group
 i c_i times has the sums  c @ features  ([groups] @ [groups, F] -> [F]), so the resampled sums of all
 `n_resamples` draws are one matrix product  C @ features  with C [n_resamples, groups] the draw counts, and
 every statistic of the same groups, seed and resample count reads the same [n_resamples, F] matrix.

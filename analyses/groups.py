@@ -1,6 +1,6 @@
 """Bootstrap groups of a run's tokens: which group each token belongs to, numbered once for the whole run.
 
-Units (compare.py's module docstring): "documents" (recorded document ids), "blocks" (consecutive runs of
+Units (comparison.py's module docstring): "documents" (recorded document ids), "blocks" (consecutive runs of
 `block_tokens` tokens), "tokens" (each token), "auto" (documents when the run holds at least MIN_DOCUMENTS,
 else blocks). Groups are numbered in the order a chunked pass meets them: by the first chunk that holds
 them, and by id within that chunk. That order fixes which group a bootstrap draw picks, so every pass that

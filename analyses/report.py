@@ -1,6 +1,6 @@
 """The Markdown summary of an analysis: headline numbers with CIs, and whether each paper finding holds.
 
-Verdicts compare a 95 % bootstrap CI (compare.py) with a threshold: **holds** when the whole CI lies on the
+Verdicts compare a 95 % bootstrap CI (comparison.py) with a threshold: **holds** when the whole CI lies on the
 claimed side, **does not hold** when it lies wholly on the other side, **inconclusive** otherwise. Thresholds:
   growth          log-slope of mean input RMS against depth > 0 (the baseline's hidden state grows)
   bounded         run's last/first input-RMS ratio minus the baseline's < 0

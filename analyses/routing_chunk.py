@@ -22,7 +22,7 @@ cores):
 - log2 is numpy's (vectorised; torch's log is several times slower on CPU).
 - A NaN at a valid source makes its row sum Z NaN: one check on [tokens, rows] instead of one per weight.
 - Given each token's bootstrap group, the same pass also sums the per-token statistics per group
-  (routing_groups.py), so the confidence intervals of compare.py need no second pass over the weights.
+  (routing_groups.py), so the confidence intervals of comparison.py need no second pass over the weights.
 """
 from __future__ import annotations
 

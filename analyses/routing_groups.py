@@ -1,6 +1,6 @@
 """Per-group sums of the per-token routing statistics, computed inside the one-pass chunk kernel.
 
-The bootstrap (compare.py) needs, per group of tokens (groups.py), the sums over its tokens of each per-token
+The bootstrap (comparison.py) needs, per group of tokens (groups.py), the sums over its tokens of each per-token
 statistic of routing.py, per sublayer: GROUP_FEATURES = locality, long_range, embedding, entropy,
 norm_entropy, jump, top_embedding (0 where a statistic is undefined) and norm_entropy_n (the tokens where
 norm_entropy is defined). The chunk kernel (routing_chunk.py) already works through the shares p = a / Z

@@ -3,11 +3,11 @@
 Each rung of the ladder grows depth, width and training tokens together; the recipe (sequence length, batch,
 learning rate and schedule, heads, recording) is `reproduce`'s (a ReproduceConfig per corpus and rung), Block
 AttnRes keeps S = `block_size` sublayers per block (so N grows with depth), and every seed is trained, recorded
-and analysed (analyses.analyze, block_attnres against residual). For each of the report's claims
+and analysed (analyses.analysis, block_attnres against residual). For each of the report's claims
 (analyses.report.CLAIMS) and the saw-tooth reset statistic, each rung gets the statistic over seeds with a 95 %
 interval; the ladder says whether each claim holds at the top and which way it moves with scale.
 
-Intervals over seeds: each seed's recording gives a bootstrap CI (analyses.compare), read as a standard error
+Intervals over seeds: each seed's recording gives a bootstrap CI (analyses.comparison), read as a standard error
 se_i = (high - low) / (2 z); the rung's value is the mean over seeds, with variance mean(se_i^2) / n + s^2 / n
 (s^2 the variance between seeds, n seeds) and a normal 95 % interval. The reset statistic pools every block
 boundary of every seed (Student t over boundaries). The trend is the top rung minus the bottom rung, its

@@ -5,12 +5,12 @@ torch-free modules can be imported on a machine without torch.
 """
 from __future__ import annotations
 
-from .public_names import public_names
+from .exports import public_names
 
 # name -> the module of this package that defines it; imported on first use, so that importing the package is
 # cheap and pulls in no heavy dependency its caller does not use
 _PUBLIC = {
-    "public_names": "public_names",
+    "public_names": "exports",
     "statistic_label": "vocabulary",
     "STATISTIC_LABELS": "vocabulary",
     "__version__": "version",
@@ -33,10 +33,10 @@ _PUBLIC = {
     "TAP_KINDS": "taps",
     "Tap": "taps",
     "iter_taps": "taps",
-    "TrainConfig": "train",
-    "steps_for_budget": "train",
-    "train": "train",
-    "warmup_for": "train",
+    "TrainConfig": "trainer",
+    "steps_for_budget": "trainer",
+    "train": "trainer",
+    "warmup_for": "trainer",
     "DepthTransformer": "transformer",
     "ATTN": "vocabulary",
     "ATTNRES": "vocabulary",

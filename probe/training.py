@@ -1,4 +1,4 @@
-"""Recording during training through a per-step callback, e.g. `depthscope.models.train.train(callback=...)`.
+"""Recording during training through a per-step callback, e.g. `depthscope.models.trainer.train(callback=...)`.
 
 One run over the whole training (as before):
 

@@ -68,3 +68,16 @@ def test_every_public_name_resolves(layer):
     package = importlib.import_module(f"depthscope.{layer}")
     missing = [name for name in package.__all__ if getattr(package, name, None) is None]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_no_public_name_is_also_a_module_of_its_package(layer):
+    """Importing a submodule binds its name on the package, so a public function named like a module of the same
+    package (`analyses.analyze` the function, `analyses/analyze.py`) would turn into that module once someone
+    imports it."""
+    import importlib
+    import pkgutil
+
+    package = importlib.import_module(f"depthscope.{layer}")
+    modules = {info.name for info in pkgutil.iter_modules(package.__path__)}
+    assert not modules & set(package.__all__)

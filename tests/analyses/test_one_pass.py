@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from depthscope.analyses import scanner
-from depthscope.analyses.analyze import analyze
-from depthscope.analyses.compare import (
+from depthscope.analyses.analysis import analyze
+from depthscope.analyses.comparison import (
     GROUP_FEATURES, compare, compare_table, estimate, grouped_sums, statistics,
 )
 from depthscope.analyses.groups import group_index
@@ -153,7 +153,7 @@ def test_shared_bootstrap_draws_match_scipy_per_statistic(monkeypatch):
         ci = plain_estimate(a, name, 300, seed=2)
         assert np.allclose([got["ci_low"], got["ci_high"]], [ci.low, ci.high], rtol=1e-9, atol=1e-12), name
     # two runs are drawn together in batches: a small batch makes the order of the draws matter
-    from depthscope.analyses import compare as cmp
+    from depthscope.analyses import comparison as cmp
 
     monkeypatch.setattr(cmp, "_batch", lambda sums: 37)
     table = compare_table(a, b, names, n_resamples=200)

@@ -9,7 +9,7 @@ import torch
 
 from depthscope.analyses import (MemoryRun, MomentsReducer, Reducer, RoutingAccumulator, routing_stats, scan,
                                  scanner)
-from depthscope.analyses.analyze import analyze
+from depthscope.analyses.analysis import analyze
 from depthscope.analyses.signal import signal_frame, signal_profile, signal_reducers
 from depthscope.probe import RunError, RunWriter, open_run
 from depthscope.probe.batch import BatchRecord

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from depthscope.analyses import AnalysisError, MemoryRun
-from depthscope.analyses.compare import compare, estimate, grouped_sums, param_grad_sums, statistics
+from depthscope.analyses.comparison import compare, estimate, grouped_sums, param_grad_sums, statistics
 from depthscope.analyses.gradients import gradient_profile, gradient_uniformity, uniformity
 from depthscope.analyses.signal import block_bounds_of, block_resets, signal_growth, signal_profile
 

@@ -12,7 +12,7 @@ import torch
 from depthscope.models import DepthTransformer, ModelConfig
 from depthscope.models.checkpoint import load_checkpoint
 from depthscope.models.data import RecallSpec, load_corpus
-from depthscope.models.train import TrainConfig, learning_rate, parameter_groups, train
+from depthscope.models.trainer import TrainConfig, learning_rate, parameter_groups, train
 from tiny_models import tiny_config  # tests/tiny_models.py: the one tiny model
 
 

@@ -6,7 +6,7 @@ import torch
 
 from depthscope.models import ModelConfig
 from depthscope.models.data import Corpus
-from depthscope.models.train import TrainConfig, train
+from depthscope.models.trainer import TrainConfig, train
 from depthscope.probe import TrainingRecorder, open_run
 
 torch.set_num_threads(1)

@@ -14,7 +14,7 @@ from depthscope.dashboard import views
 from depthscope.dashboard.runs import Catalogue
 from depthscope.models import DepthTransformer, ModelConfig
 from depthscope.models.data import Corpus
-from depthscope.models.train import TrainConfig, train
+from depthscope.models.trainer import TrainConfig, train
 from depthscope.probe import RunError, open_run
 from depthscope.probe.training import StepRecorder, next_token_targets
 

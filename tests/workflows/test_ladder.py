@@ -13,7 +13,7 @@ from depthscope.ladder import (RESETS, LadderConfig, Rung, combine_seeds, ladder
                                parse_rungs, trends)
 from depthscope.ladder_report import FINDINGS
 from depthscope.models.config import ModelConfig
-from depthscope.models.train import TrainConfig
+from depthscope.models.trainer import TrainConfig
 from depthscope.reproduce import ReproduceConfig
 
 OUTCOMES = {"holds", "does not hold", "trend towards the paper", "trend away from the paper", "mixed / inconclusive"}

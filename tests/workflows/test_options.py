@@ -13,7 +13,7 @@ import pytest
 
 from depthscope.cli import build_parser
 from depthscope.models.config import ModelConfig, option
-from depthscope.models.train import TrainConfig, steps_for_budget, warmup_for
+from depthscope.models.trainer import TrainConfig, steps_for_budget, warmup_for
 from depthscope.options import add_options, build, int_list, token_count
 
 DEMO = Path(__file__).resolve().parents[2] / "assets" / "demo"

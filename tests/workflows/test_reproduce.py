@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from depthscope.models.config import ModelConfig
-from depthscope.models.train import TrainConfig
+from depthscope.models.trainer import TrainConfig
 from depthscope.probe import open_run
 from depthscope.reproduce import RECALL_NAME, ReproduceConfig, loss_table, reproduce
 

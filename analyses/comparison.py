@@ -28,7 +28,7 @@ suffixes restrict to one kind):
                       growth over sublayers 3..L (after the first transformer block)
   loss                mean per-token loss
 The per-group sums are taken in one scan (scanner.py): the routing reducer with the tokens' groups
-(routing_stats(run, k, groups=group_index(run, unit))) and GroupedRms for RMS and loss; analyze.py adds
+(routing_stats(run, k, groups=group_index(run, unit))) and GroupedRms for RMS and loss; analysis.py adds
 them to its own scan of the run, so each array is read once.
 Parameter-gradient norms are per step, not per token: `param_grad_sums(run)` groups them by step, with
 param_grad_cv, param_grad_max_min, param_grad_early_late (and param_grad_rms_* per parameter).

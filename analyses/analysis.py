@@ -1,10 +1,10 @@
 """Everything `depthscope analyze` computes for a run (and optionally a baseline), as named tidy tables.
 
 `analyze(run, baseline=None)` returns an `Analysis`: `tables` (name -> DataFrame; written as Parquet and CSV by
-`write`) and the grouped sums used for confidence intervals (`compare.py`). Each table comes from one module:
+`write`) and the grouped sums used for confidence intervals (`comparison.py`). Each table comes from one module:
 routing*, mixing* (routing.py, mixing.py), signal, signal_growth, signal_vs_baseline, block_resets (signal.py),
 gradients, gradient_uniformity (gradients.py), causal, causal_summary (causal.py, when the run's checkpoint is
-at hand), estimates and compare (compare.py). A table a run cannot give is skipped, with the reason in `notes`.
+at hand), estimates and compare (comparison.py). A table a run cannot give is skipped, with the reason in `notes`.
 
 A run is read in one scan (scanner.py): its reducers are the routing sums (which also give the token-mean weights
 for the mixing matrix and the per-group routing sums for the confidence intervals), the RMS moments of the
@@ -80,7 +80,7 @@ def _try(analysis: Analysis, what: str, fn):
 def analyze_one(run, k: float | None = None, unit: str = "auto", causal: CausalCheck | None = None,
                 causal_tokens: int = 1024, chunk_tokens: int | None = None) -> Analysis:
     from .causal import causal_summary
-    from .compare import GroupedRms, grouped_sums, grouped_sums_of, param_grad_sums
+    from .comparison import GroupedRms, grouped_sums, grouped_sums_of, param_grad_sums
     from .gradients import gradient_profile, gradient_uniformity
     from .groups import group_index
     from .log_histogram import MomentsReducer
@@ -177,10 +177,10 @@ def analyze_one(run, k: float | None = None, unit: str = "auto", causal: CausalC
 def analyze(run, baseline=None, k: float | None = None, unit: str = "auto", causal: CausalCheck | None = None,
             causal_tokens: int = 1024, chunk_tokens: int | None = None, n_resamples: int = 1000) -> Analysis:
     """Analyse `run` (and `baseline`, compared against it); see the module docstring. k: the long-range window
-    (routing.py); unit: the bootstrap groups (compare.py); causal: the ablation check, causal(run, causal_tokens)
+    (routing.py); unit: the bootstrap groups (comparison.py); causal: the ablation check, causal(run, causal_tokens)
     -> table (depthscope.causal_check.causal_from_run loads the run's checkpoint; None: no check);
     n_resamples: bootstrap resamples per CI."""
-    from .compare import compare_table, estimate, param_grad_statistics, statistics
+    from .comparison import compare_table, estimate, param_grad_statistics, statistics
     from .signal import signal_vs_baseline
 
     main = analyze_one(run, k, unit, causal, causal_tokens, chunk_tokens)
