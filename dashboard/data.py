@@ -18,6 +18,7 @@ Nothing here writes into a run.
 """
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from dataclasses import dataclass
@@ -134,6 +135,10 @@ class RunData:
                 return self
             try:
                 self.agg = self._aggregate()
+                # The aggregates live as long as the run is served: move them out of the cyclic garbage collector's
+                # reach, so that its full collections (a pause of ~0.1 s over a large run's objects) stop landing
+                # in later callbacks. Reference counting still frees them when the run is let go.
+                gc.freeze()
             except RunError as err:
                 self.error = str(err)
             except Exception as err:  # a bad chunk must not take the server down
