@@ -17,10 +17,13 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from depthscope.models import MixerKind, axis_label, kind_of_model
-from depthscope.models import sublayer_kinds  # noqa: F401 - re-exported: analyses' import of it
-from depthscope.probe import open_run
-from depthscope.probe import Chunk, Run
+from depthscope.models import (
+    MixerKind,
+    axis_label,
+    kind_of_model,
+    sublayer_kinds,  # noqa: F401 - re-exported: analyses' import of it
+)
+from depthscope.probe import Chunk, Run, open_run
 
 from .errors import AnalysisError
 

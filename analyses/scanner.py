@@ -32,8 +32,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import torch
 
-from depthscope.probe import RunError
-from depthscope.probe import Chunk, Run
+from depthscope.probe import Chunk, Run, RunError
 
 from .errors import AnalysisError, NaNWeightError
 from .runs import chunk_size, iter_chunks, run_name

@@ -14,18 +14,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from depthscope.analyses import source_table
-from depthscope.analyses import causal_ablation
-from depthscope.analyses import AnalysisError
-from depthscope.analyses import as_run, run_name
+from depthscope.analyses import AnalysisError, as_run, causal_ablation, run_name, source_table
 
 
 def recorded_text(run, max_tokens: int, device: str = "cpu"):
     """(model, tokens [batch, seq_len], targets [batch, seq_len]): the model at the run's checkpoint and the first
     `max_tokens` tokens (whole windows) of the text it was recorded over (the manifest's corpus, split, data
     seed and seq_len)."""
-    from depthscope.models import load_checkpoint
-    from depthscope.models import load_corpus
+    from depthscope.models import load_checkpoint, load_corpus
 
     run = as_run(run)
     manifest = getattr(run, "manifest", {}) or {}

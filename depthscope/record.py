@@ -26,10 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from depthscope.models import option
-from depthscope.probe import Probe, RunWriter, Summary
-from depthscope.probe import find_logits
-from depthscope.probe import DEFAULT_CAPTURE
-from depthscope.probe import DEFAULT_CHUNK_TOKENS
+from depthscope.probe import DEFAULT_CAPTURE, DEFAULT_CHUNK_TOKENS, Probe, RunWriter, Summary, find_logits
 
 
 @dataclass
@@ -100,8 +97,7 @@ def record_run(
     data_seed defaults to the split seed the checkpoint was trained with, so that "heldout" really is text the
     model never saw.
     """
-    from depthscope.models import load_checkpoint
-    from depthscope.models import load_corpus
+    from depthscope.models import load_checkpoint, load_corpus
 
     opts = record_options(options, **changes)
     model, info = load_checkpoint(checkpoint, device=opts.device)

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from depthscope.models import ModelConfig, option
-from depthscope.models import TrainConfig, steps_for_budget
+from depthscope.models import ModelConfig, TrainConfig, option, steps_for_budget
 from depthscope.options import token_count
 
 # name -> ModelConfig overrides; the names are the run ids the dashboard and the report show.
@@ -94,8 +93,7 @@ def _done(checkpoint_dir: Path, model_cfg, train_cfg) -> bool:
 def train_one(cfg: ReproduceConfig, name: str, seed: int, directory: Path, corpus, save_every: int = 0) -> dict:
     """Train mixer `name` with `seed` into `directory` unless a finished checkpoint with these exact settings is
     there already (so an interrupted run resumes); returns its row of losses.csv."""
-    from depthscope.models import read_checkpoint_info
-    from depthscope.models import train
+    from depthscope.models import read_checkpoint_info, train
 
     model_cfg = cfg.model_config(name)
     train_cfg = cfg.train_config(seed, save_every=save_every)
@@ -112,8 +110,7 @@ def train_one(cfg: ReproduceConfig, name: str, seed: int, directory: Path, corpu
 
 def train_all(cfg: ReproduceConfig) -> pd.DataFrame:
     """Stage 1. Returns one row per (mixer, seed): held-out losses, tokens, speed."""
-    from depthscope.models import load_corpus
-    from depthscope.models import train
+    from depthscope.models import load_corpus, train
 
     corpus = load_corpus(cfg.corpus, seed=0)
     rows = []
@@ -215,8 +212,7 @@ def _mixing_frames(cfg: ReproduceConfig) -> tuple[dict[str, pd.DataFrame], pd.Da
     import torch
 
     from depthscope.analyses import mixing_from_model
-    from depthscope.models import load_checkpoint
-    from depthscope.models import load_corpus
+    from depthscope.models import load_checkpoint, load_corpus
 
     corpus = load_corpus(cfg.corpus, seed=0)
     inputs, _ = corpus.eval_batch(8, cfg.train.seq_len)
@@ -238,8 +234,7 @@ def _fmt_ci(mean: float, low: float, high: float, digits: int = 3) -> str:
 
 def write_report(cfg: ReproduceConfig, losses: pd.DataFrame) -> Path:
     """Stage 3: analyses, figures (SVG, vector heatmaps) and report.md."""
-    from depthscope.analyses import analyze, write
-    from depthscope.analyses import summary_markdown
+    from depthscope.analyses import analyze, summary_markdown, write
     from depthscope.causal_check import causal_from_run
     from depthscope.dashboard import FigureSet, write_figure_set
 

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from depthscope.models import ModelConfig, option
-from depthscope.models import TrainConfig
+from depthscope.models import ModelConfig, TrainConfig, option
 from depthscope.options import token_count
 
 
@@ -109,8 +108,7 @@ def depth_width_sweep(cfg: SweepConfig, corpus) -> pd.DataFrame:
 
 
 def sweep(cfg: SweepConfig, kinds: tuple[str, ...] = ("block_size", "depth_width")) -> list[Path]:
-    from depthscope.dashboard import line_bytes
-    from depthscope.dashboard import sweep_lines
+    from depthscope.dashboard import line_bytes, sweep_lines
     from depthscope.models import load_corpus
 
     cfg.out.mkdir(parents=True, exist_ok=True)

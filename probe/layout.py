@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from depthscope.models import Tap
-from depthscope.models import axis_label
+from depthscope.models import Tap, axis_label
 
 from .errors import ProbeError
 

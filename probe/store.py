@@ -27,9 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from depthscope.models import atomic_write, json_safe
-from depthscope.models import __version__
-from depthscope.models import kind_of_model
+from depthscope.models import __version__, atomic_write, json_safe, kind_of_model
 
 from .batch import SUBLAYER_FIELDS, TOKEN_DTYPES, TOKEN_FIELDS, BatchRecord
 from .errors import RunError
